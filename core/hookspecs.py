@@ -1,0 +1,159 @@
+"""The contracts, as pluggy hook specifications.
+
+A role plugin (backend, store, translator) is a class registered under an entry point
+group (`dziri.backends`, `dziri.stores`, `dziri.translators`); the configured one is
+instantiated with its settings and must implement every `<role>_*` hook of its role.
+Event hooks may be implemented by any plugin, role plugins and extensions
+(`dziri.plugins` group) alike. Implementations may take fewer arguments than a spec,
+never more or other ones: pluggy rejects that at registration.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterator
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from .models import (
+        ChatMessage,
+        Conversation,
+        GenerationOptions,
+        Message,
+        MessageStatus,
+        ModelInfo,
+        Role,
+        Segment,
+        User,
+    )
+
+PROJECT = "dziri"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+ROLE_PREFIXES = {"backend": "backend_", "store": "store_", "translator": "translator_"}
+
+
+class BackendSpec:
+    @hookspec(firstresult=True)
+    def backend_chat(self, messages: list[ChatMessage], options: GenerationOptions) -> Iterator[str]:
+        """Generate a reply to `messages`; return an iterator of text pieces as they are produced."""
+
+    @hookspec(firstresult=True)
+    def backend_count_tokens(self, messages: list[ChatMessage]) -> int:
+        """How many tokens the prompt for `messages` takes in the model's context window."""
+
+    @hookspec(firstresult=True)
+    def backend_model_info(self) -> ModelInfo:
+        """Name, context length and details of the model being served."""
+
+
+class StoreSpec:
+    """Users, conversations and messages. Every read and write of a conversation or a
+    message is scoped by `user_id`: another user's object raises NotFoundError."""
+
+    @hookspec(firstresult=True)
+    def store_create_user(self, username: str, email: str, password_hash: str) -> User:
+        """Create a user; ConflictError if the username or the email (case-insensitive) is taken."""
+
+    @hookspec(firstresult=True)
+    def store_get_user(self, user_id: str) -> User:
+        """The user with this id; NotFoundError if there is none."""
+
+    @hookspec(firstresult=True)
+    def store_find_user(self, username: str) -> User | None:
+        """The user with this username, or None."""
+
+    @hookspec(firstresult=True)
+    def store_update_user(self, user_id: str, email: str | None, password_hash: str | None) -> User:
+        """Change the fields that are not None; ConflictError on a taken email."""
+
+    @hookspec(firstresult=True)
+    def store_delete_user(self, user_id: str) -> None:
+        """Delete a user with all their conversations and messages."""
+
+    @hookspec(firstresult=True)
+    def store_create_conversation(self, user_id: str, title: str) -> Conversation:
+        """Start a conversation owned by `user_id`."""
+
+    @hookspec(firstresult=True)
+    def store_get_conversation(self, user_id: str, conversation_id: str) -> Conversation:
+        """One of the user's conversations; NotFoundError otherwise."""
+
+    @hookspec(firstresult=True)
+    def store_list_conversations(self, user_id: str, limit: int, offset: int) -> list[Conversation]:
+        """The user's conversations, most recently updated first."""
+
+    @hookspec(firstresult=True)
+    def store_update_conversation(self, user_id: str, conversation_id: str, title: str) -> Conversation:
+        """Rename a conversation."""
+
+    @hookspec(firstresult=True)
+    def store_delete_conversation(self, user_id: str, conversation_id: str) -> None:
+        """Delete a conversation and its messages."""
+
+    @hookspec(firstresult=True)
+    def store_add_message(
+        self,
+        user_id: str,
+        conversation_id: str,
+        role: Role,
+        content: str,
+        status: MessageStatus,
+        error: str | None,
+    ) -> Message:
+        """Append a message to a conversation and bump the conversation's updated_at."""
+
+    @hookspec(firstresult=True)
+    def store_update_message(
+        self, user_id: str, message_id: str, content: str, status: MessageStatus, error: str | None
+    ) -> Message:
+        """Replace a message's content and status (a streaming reply is saved as it grows)."""
+
+    @hookspec(firstresult=True)
+    def store_delete_message(self, user_id: str, message_id: str) -> None:
+        """Delete one message."""
+
+    @hookspec(firstresult=True)
+    def store_list_messages(
+        self, user_id: str, conversation_id: str, limit: int, before: str | None
+    ) -> list[Message]:
+        """The `limit` newest messages (older than message `before` if given), oldest first."""
+
+    @hookspec(firstresult=True)
+    def store_close(self) -> None:
+        """Release connections; the store is not used afterwards."""
+
+
+class TranslatorSpec:
+    @hookspec(firstresult=True)
+    def translator_translate(
+        self, segments: list[Segment], source_language: str, target_language: str
+    ) -> list[Segment]:
+        """Translate a batch; return the same ids, each with `translation` set."""
+
+
+class EventSpec:
+    @hookspec
+    def prompt_about_to_send(
+        self, conversation: Conversation, messages: list[ChatMessage], options: GenerationOptions
+    ) -> None:
+        """A prompt is about to go to the backend; `messages` and `options` may be edited in place."""
+
+    @hookspec
+    def message_stored(self, message: Message) -> None:
+        """A message was stored or finished (called once per message, when it is final)."""
+
+    @hookspec
+    def register_commands(self, cli: click.Group) -> None:
+        """Add commands to the `dziri` command line."""
+
+
+ROLE_SPECS = {"backend": BackendSpec, "store": StoreSpec, "translator": TranslatorSpec}
+
+
+def required_hooks(role: str) -> list[str]:
+    """The hooks a plugin of `role` must implement."""
+    return [name for name in vars(ROLE_SPECS[role]) if name.startswith(ROLE_PREFIXES[role])]

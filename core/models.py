@@ -1,0 +1,95 @@
+"""The data that crosses a plugin contract. Ids are strings; datetimes are UTC-aware."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import Enum
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _datetimes_are_utc(cls, value):
+        # Stores hand back naive datetimes (SQLite text, BSON); the contract is UTC-aware.
+        if isinstance(value, datetime):
+            return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return value
+
+
+class Role(str, Enum):
+    SYSTEM = "system"
+    USER = "user"
+    ASSISTANT = "assistant"
+
+
+class MessageStatus(str, Enum):
+    COMPLETE = "complete"
+    PARTIAL = "partial"  # cut off by a stop or a crash; content holds what was generated
+    ERROR = "error"  # the backend failed; content holds what was generated, `error` says why
+
+
+class User(_Record):
+    id: str
+    username: str
+    email: str
+    password_hash: str
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Conversation(_Record):
+    id: str
+    user_id: str
+    title: str = ""
+    started_at: datetime
+    updated_at: datetime
+
+
+class Message(_Record):
+    id: str
+    conversation_id: str
+    user_id: str
+    role: Role
+    content: str
+    timestamp: datetime
+    status: MessageStatus = MessageStatus.COMPLETE
+    error: str | None = None
+
+
+class ChatMessage(BaseModel):
+    """One turn of a prompt as a backend sees it."""
+
+    role: Role
+    content: str
+
+
+class GenerationOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_tokens: int = Field(default=512, ge=1)
+    temperature: float = Field(default=0.7, ge=0.0, le=2.0)
+    top_p: float = Field(default=0.95, gt=0.0, le=1.0)
+    stop: list[str] = Field(default_factory=list)
+    seed: int | None = None
+
+
+class ModelInfo(BaseModel):
+    name: str
+    context_length: int = Field(ge=1)
+    backend: str
+    details: dict[str, str] = Field(default_factory=dict)
+
+
+class Segment(BaseModel):
+    """A unit of text to translate, as in the seed's {"segments": [{"id", "text"}]}."""
+
+    id: str
+    text: str
+    translation: str | None = None
