@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from enum import Enum
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -93,3 +94,12 @@ class Segment(BaseModel):
     id: str
     text: str
     translation: str | None = None
+
+
+class PluginContext(BaseModel):
+    """What the core hands every role plugin besides its own settings:
+    `plugin = PluginClass(settings, context)`."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    data_dir: Path  # where a plugin keeps files it owns (databases, caches); already created
