@@ -1,0 +1,465 @@
+"""The SQLite conversation store: the embedded default (stdlib sqlite3, one file, WAL).
+
+One connection guarded by a lock serves every thread of the process; other processes
+(a second Django worker, the CLI) share the file through SQLite's own locking. Each hook
+is one transaction, so a crash never leaves half a write behind.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+from dziri.core.errors import ConflictError, NotFoundError, StoreError, ValidationError
+from dziri.core.hookspecs import hookimpl
+from dziri.core.models import Conversation, Message, MessageStatus, PluginContext, Role, User, utcnow
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_FILENAME = "dziri.sqlite3"
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+# MIGRATIONS[i] takes the schema from version i to i + 1 (PRAGMA user_version). Append
+# only: never edit a migration that has shipped. Statements run one at a time inside the
+# opening transaction (executescript would commit half-way).
+MIGRATIONS: list[tuple[str, ...]] = [
+    (
+        """CREATE TABLE users (
+            id TEXT PRIMARY KEY,
+            username TEXT NOT NULL UNIQUE,
+            email TEXT NOT NULL,
+            email_key TEXT NOT NULL UNIQUE,  -- email.lower() in Python: SQLite's lower() is ASCII-only
+            password_hash TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )""",
+        """CREATE TABLE conversations (
+            id TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+            title TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+        # Serves the newest-first listing (scanned backwards) and the cascade from users.
+        "CREATE INDEX conversations_by_user ON conversations (user_id, updated_at, id)",
+        # seq is the rowid: each insert takes max + 1, so it keeps insertion order even when
+        # two messages share a timestamp. id is the public, opaque id.
+        """CREATE TABLE messages (
+            seq INTEGER PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+            user_id TEXT NOT NULL,
+            role TEXT NOT NULL,
+            content TEXT NOT NULL,
+            status TEXT NOT NULL,
+            error TEXT,
+            timestamp TEXT NOT NULL
+        )""",
+        "CREATE INDEX messages_by_conversation ON messages (conversation_id, seq)",
+    ),
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_NO_CURSOR = (1 << 63) - 1  # above any rowid: "no `before`" needs no second query
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _text(moment: datetime) -> str:
+    # Fixed width (always microseconds, always +00:00), so text order is time order.
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValidationError(message)
+
+
+def _check_text(value: object, name: str, allow_empty: bool = True) -> None:
+    _check(isinstance(value, str), f"{name} must be a string")
+    _check(allow_empty or bool(value.strip()), f"{name} must not be empty")
+
+
+def _enum(kind: type, value: object, name: str):
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(member.value for member in kind)
+        raise ValidationError(f"{name} must be one of {allowed}, not {value!r}") from None
+
+
+def _user(row: sqlite3.Row) -> User:
+    return User(id=row["id"], username=row["username"], email=row["email"],
+                password_hash=row["password_hash"], created_at=row["created_at"])
+
+
+def _conversation(row: sqlite3.Row) -> Conversation:
+    return Conversation(id=row["id"], user_id=row["user_id"], title=row["title"],
+                        started_at=row["started_at"], updated_at=row["updated_at"])
+
+
+def _message(row: sqlite3.Row) -> Message:
+    return Message(id=row["id"], conversation_id=row["conversation_id"], user_id=row["user_id"],
+                   role=row["role"], content=row["content"], timestamp=row["timestamp"],
+                   status=row["status"], error=row["error"])
+
+
+class SQLiteStore:
+    """Users, conversations and messages in one SQLite file (WAL, foreign keys, migrations)."""
+
+    class Settings(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+        path: str = Field(default="", description=f"database file; empty: <data dir>/{DEFAULT_FILENAME}")
+        busy_timeout_s: float = Field(default=5.0, ge=0)  # wait this long for another process's lock
+        # NORMAL in WAL mode survives any crash of the application; only a power cut can drop
+        # the last few commits, never corrupt the file. FULL adds an fsync per write (~ms each),
+        # which a reply saved while it streams would pay many times a second.
+        synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+
+    def __init__(self, settings: Settings, context: PluginContext):
+        self.settings = settings
+        default = Path(context.data_dir) / DEFAULT_FILENAME
+        self.path = Path(settings.path).expanduser() if settings.path else default
+        self._lock = threading.RLock()
+        self._last_stamp = datetime.min.replace(tzinfo=UTC)
+        self._db: sqlite3.Connection | None = self._open()
+
+    # ---- opening, errors, transactions -------------------------------------------------
+
+    def _open(self) -> sqlite3.Connection:
+        self._check_file()
+        try:
+            db = sqlite3.connect(self.path, timeout=self.settings.busy_timeout_s,
+                                 isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+        try:
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA foreign_keys = ON")
+            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise StoreError(f"SQLite store {self.path}: the file system does not support WAL mode"
+                                 f" (journal mode stayed '{mode}')")
+            db.execute(f"PRAGMA synchronous = {self.settings.synchronous}")
+            self._migrate(db)
+        except sqlite3.Error as exc:
+            db.close()
+            raise self._error(exc) from exc
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _check_file(self) -> None:
+        """Refuse, before SQLite touches anything, a path that cannot be our database.
+        SQLite would happily create -wal/-shm files next to a text file before failing."""
+        path = self.path
+        if path.is_dir():
+            raise StoreError(f"SQLite store {path} is a directory, not a database file")
+        if path.exists():
+            try:
+                with path.open("rb") as file:
+                    header = file.read(len(SQLITE_HEADER))
+            except OSError as exc:
+                raise StoreError(f"SQLite store {path} cannot be read: {exc.strerror}") from None
+            if header and header != SQLITE_HEADER:
+                raise StoreError(f"SQLite store {path} is not a SQLite database; it was left untouched"
+                                 " (point store.sqlite.path at another file)")
+            # os.access honours read-only mounts even for root; plain mode bits do not stop root.
+            if not os.access(path, os.W_OK):
+                raise StoreError(f"SQLite store {path} is read-only: make it writable or choose another path")
+        else:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"SQLite store {path}: cannot create its directory ({exc.strerror})"
+                                 ) from None
+        if not os.access(path.parent, os.W_OK | os.X_OK):
+            raise StoreError(f"SQLite store {path}: its directory is read-only, and SQLite writes its"
+                             " -wal and -shm files beside the database")
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        # IMMEDIATE: two processes starting together must not both run the migrations.
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(f"SQLite store {self.path} has schema version {version}, newer than this"
+                                 f" dziri knows ({SCHEMA_VERSION}): upgrade dziri")
+            for number in range(version, SCHEMA_VERSION):
+                try:
+                    for statement in MIGRATIONS[number]:
+                        db.execute(statement)
+                except sqlite3.OperationalError as exc:
+                    if "locked" in str(exc) or "readonly" in str(exc):
+                        raise
+                    raise StoreError(f"SQLite store {self.path}: migration to schema version {number + 1}"
+                                     f" failed ({exc}); the database was left at version {version}") from exc
+            # Written even when unchanged: it doubles as a write probe, so a read-only
+            # database fails here at start-up rather than at the first message.
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    def _error(self, exc: sqlite3.Error) -> StoreError:
+        """One line that names the file and says what to do."""
+        text = str(exc)
+        where = f"SQLite store {self.path}"
+        if "locked" in text or "busy" in text:
+            waited = self.settings.busy_timeout_s
+            return StoreError(f"{where} is locked by another process (waited {waited:g} s);"
+                              " retry, or raise store.sqlite.busy_timeout_s")
+        if "readonly" in text or "read-only" in text:
+            return StoreError(f"{where} is read-only (the file, its directory or the file system):"
+                              " make it writable or choose another path")
+        if "not a database" in text or "malformed" in text:
+            return StoreError(f"{where} is not a SQLite database or is corrupt ({text})")
+        if "unable to open" in text:
+            return StoreError(f"{where} cannot be opened: check that it and its directory exist"
+                              " and are writable")
+        return StoreError(f"{where}: {text}")
+
+    @contextmanager
+    def _transaction(self, write: bool = True) -> Iterator[sqlite3.Connection]:
+        # A write takes the file's write lock up front (IMMEDIATE): upgrading a read lock
+        # later can fail at once with SQLITE_BUSY instead of waiting busy_timeout_s.
+        with self._lock:
+            db = self._db
+            if db is None:
+                raise StoreError(f"SQLite store {self.path} is closed")
+            try:
+                db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                try:
+                    yield db
+                    db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
+
+    def _now(self) -> datetime:
+        # Strictly increasing in this process: two writes within one clock tick (a coarse
+        # clock, a fast machine) must still order conversations by their latest activity.
+        with self._lock:
+            self._last_stamp = max(utcnow(), self._last_stamp + timedelta(microseconds=1))
+            return self._last_stamp
+
+    # ---- lookups shared by the hooks -----------------------------------------------------
+
+    @staticmethod
+    def _user_row(db: sqlite3.Connection, user_id: str) -> sqlite3.Row:
+        row = db.execute("SELECT * FROM users WHERE id = ?", (user_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"user {user_id} not found")
+        return row
+
+    @staticmethod
+    def _conversation_row(db: sqlite3.Connection, user_id: str, conversation_id: str) -> sqlite3.Row:
+        row = db.execute("SELECT * FROM conversations WHERE id = ? AND user_id = ?",
+                         (conversation_id, user_id)).fetchone()
+        if row is None:  # missing or someone else's: the same answer, so ids cannot be probed
+            raise NotFoundError(f"conversation {conversation_id} not found")
+        return row
+
+    @staticmethod
+    def _message_row(db: sqlite3.Connection, user_id: str, message_id: str) -> sqlite3.Row:
+        row = db.execute("SELECT * FROM messages WHERE id = ? AND user_id = ?",
+                         (message_id, user_id)).fetchone()
+        if row is None:
+            raise NotFoundError(f"message {message_id} not found")
+        return row
+
+    @staticmethod
+    def _check_email_free(db: sqlite3.Connection, email: str, user_id: str = "") -> None:
+        taken = db.execute("SELECT 1 FROM users WHERE email_key = ? AND id != ?", (email.lower(), user_id))
+        if taken.fetchone():
+            raise ConflictError(f"email {email!r} is already registered")
+
+    # ---- users ---------------------------------------------------------------------------
+
+    @hookimpl
+    def store_create_user(self, username: str, email: str, password_hash: str) -> User:
+        _check_text(username, "username", allow_empty=False)
+        _check_text(email, "email", allow_empty=False)
+        _check_text(password_hash, "password_hash")
+        user = User(id=_new_id(), username=username, email=email, password_hash=password_hash,
+                    created_at=self._now())
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM users WHERE username = ?", (username,)).fetchone():
+                raise ConflictError(f"username {username!r} is already taken")
+            self._check_email_free(db, email)
+            db.execute("INSERT INTO users (id, username, email, email_key, password_hash, created_at)"
+                       " VALUES (?, ?, ?, ?, ?, ?)",
+                       (user.id, username, email, email.lower(), password_hash, _text(user.created_at)))
+        return user
+
+    @hookimpl
+    def store_get_user(self, user_id: str) -> User:
+        with self._transaction(write=False) as db:
+            return _user(self._user_row(db, user_id))
+
+    @hookimpl
+    def store_find_user(self, username: str) -> User | None:
+        with self._transaction(write=False) as db:
+            row = db.execute("SELECT * FROM users WHERE username = ?", (username,)).fetchone()
+        return None if row is None else _user(row)
+
+    @hookimpl
+    def store_update_user(self, user_id: str, email: str | None, password_hash: str | None) -> User:
+        if email is not None:
+            _check_text(email, "email", allow_empty=False)
+        if password_hash is not None:
+            _check_text(password_hash, "password_hash")
+        with self._transaction() as db:
+            self._user_row(db, user_id)
+            if email is not None:
+                self._check_email_free(db, email, user_id)
+                db.execute("UPDATE users SET email = ?, email_key = ? WHERE id = ?",
+                           (email, email.lower(), user_id))
+            if password_hash is not None:
+                db.execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id))
+            return _user(self._user_row(db, user_id))
+
+    @hookimpl
+    def store_delete_user(self, user_id: str) -> None:
+        with self._transaction() as db:
+            if db.execute("DELETE FROM users WHERE id = ?", (user_id,)).rowcount == 0:
+                raise NotFoundError(f"user {user_id} not found")
+
+    # ---- conversations -------------------------------------------------------------------
+
+    @hookimpl
+    def store_create_conversation(self, user_id: str, title: str) -> Conversation:
+        _check_text(title, "title")
+        now = self._now()
+        conversation = Conversation(id=_new_id(), user_id=user_id, title=title,
+                                    started_at=now, updated_at=now)
+        with self._transaction() as db:
+            self._user_row(db, user_id)
+            db.execute("INSERT INTO conversations (id, user_id, title, started_at, updated_at)"
+                       " VALUES (?, ?, ?, ?, ?)",
+                       (conversation.id, user_id, title, _text(now), _text(now)))
+        return conversation
+
+    @hookimpl
+    def store_get_conversation(self, user_id: str, conversation_id: str) -> Conversation:
+        with self._transaction(write=False) as db:
+            return _conversation(self._conversation_row(db, user_id, conversation_id))
+
+    @hookimpl
+    def store_list_conversations(self, user_id: str, limit: int, offset: int) -> list[Conversation]:
+        _check(isinstance(limit, int) and limit >= 1, "limit must be an integer of at least 1")
+        _check(isinstance(offset, int) and offset >= 0, "offset must be an integer of at least 0")
+        with self._transaction(write=False) as db:
+            rows = db.execute("SELECT * FROM conversations WHERE user_id = ?"
+                              " ORDER BY updated_at DESC, id DESC LIMIT ? OFFSET ?",
+                              (user_id, limit, offset)).fetchall()
+        return [_conversation(row) for row in rows]
+
+    @hookimpl
+    def store_update_conversation(self, user_id: str, conversation_id: str, title: str) -> Conversation:
+        _check_text(title, "title")
+        with self._transaction() as db:
+            self._conversation_row(db, user_id, conversation_id)
+            db.execute("UPDATE conversations SET title = ? WHERE id = ?", (title, conversation_id))
+            return _conversation(self._conversation_row(db, user_id, conversation_id))
+
+    @hookimpl
+    def store_delete_conversation(self, user_id: str, conversation_id: str) -> None:
+        with self._transaction() as db:
+            if not db.execute("DELETE FROM conversations WHERE id = ? AND user_id = ?",
+                              (conversation_id, user_id)).rowcount:
+                raise NotFoundError(f"conversation {conversation_id} not found")
+
+    # ---- messages ------------------------------------------------------------------------
+
+    @hookimpl
+    def store_add_message(
+        self,
+        user_id: str,
+        conversation_id: str,
+        role: Role,
+        content: str,
+        status: MessageStatus,
+        error: str | None,
+    ) -> Message:
+        role = _enum(Role, role, "role")
+        status = _enum(MessageStatus, status, "status")
+        _check_text(content, "content")
+        _check(error is None or isinstance(error, str), "error must be a string or None")
+        now = self._now()
+        message = Message(id=_new_id(), conversation_id=conversation_id, user_id=user_id, role=role,
+                          content=content, timestamp=now, status=status, error=error)
+        with self._transaction() as db:
+            self._conversation_row(db, user_id, conversation_id)
+            db.execute("INSERT INTO messages (id, conversation_id, user_id, role, content, status, error,"
+                       " timestamp) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       (message.id, conversation_id, user_id, role.value, content, status.value, error,
+                        _text(now)))
+            db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (_text(now), conversation_id))
+        return message
+
+    @hookimpl
+    def store_update_message(
+        self, user_id: str, message_id: str, content: str, status: MessageStatus, error: str | None
+    ) -> Message:
+        status = _enum(MessageStatus, status, "status")
+        _check_text(content, "content")
+        _check(error is None or isinstance(error, str), "error must be a string or None")
+        with self._transaction() as db:
+            self._message_row(db, user_id, message_id)
+            db.execute("UPDATE messages SET content = ?, status = ?, error = ? WHERE id = ?",
+                       (content, status.value, error, message_id))
+            return _message(self._message_row(db, user_id, message_id))
+
+    @hookimpl
+    def store_delete_message(self, user_id: str, message_id: str) -> None:
+        with self._transaction() as db:
+            deleted = db.execute("DELETE FROM messages WHERE id = ? AND user_id = ?", (message_id, user_id))
+            if not deleted.rowcount:
+                raise NotFoundError(f"message {message_id} not found")
+
+    @hookimpl
+    def store_list_messages(
+        self, user_id: str, conversation_id: str, limit: int, before: str | None
+    ) -> list[Message]:
+        _check(isinstance(limit, int) and limit >= 1, "limit must be an integer of at least 1")
+        with self._transaction(write=False) as db:
+            self._conversation_row(db, user_id, conversation_id)
+            cursor = _NO_CURSOR
+            if before is not None:
+                row = db.execute("SELECT seq FROM messages WHERE id = ? AND conversation_id = ?",
+                                 (before, conversation_id)).fetchone()
+                if row is None:
+                    raise NotFoundError(f"message {before} not found")
+                cursor = row["seq"]
+            rows = db.execute("SELECT * FROM messages WHERE conversation_id = ? AND seq < ?"
+                              " ORDER BY seq DESC LIMIT ?", (conversation_id, cursor, limit)).fetchall()
+        return [_message(row) for row in reversed(rows)]
+
+    @hookimpl
+    def store_close(self) -> None:
+        with self._lock:
+            db, self._db = self._db, None
+            if db is not None:
+                try:
+                    db.execute("PRAGMA optimize")  # keeps the query planner's statistics fresh, cheaply
+                except sqlite3.Error:
+                    pass  # closing must not fail because the file became read-only or locked
+                db.close()
+
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SQLiteStore"]
