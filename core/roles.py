@@ -39,7 +39,8 @@ def register(pm: pluggy.PluginManager, plugin: object, name: str, role: str | No
     try:
         pm.register(plugin, name=name)
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin '{name}' does not match the contract: {exc}") from None
+        one_line = " ".join(str(exc).split())  # pluggy's message spans lines; errors are one line
+        raise PluginError(f"plugin '{name}' does not match the contract: {one_line}") from None
     except ValueError as exc:  # already registered
         raise PluginError(f"plugin '{name}': {exc}") from None
     callers = pm.get_hookcallers(plugin) or []

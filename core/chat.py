@@ -1,0 +1,204 @@
+"""ChatService: the one place that combines a backend and a store.
+
+A reply is stored as it streams: an assistant message is created before the first
+token and saved periodically, so a stop, an exception or a crash leaves what was
+generated in the store, marked partial (or error, with the reason).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from typing import Iterator
+
+from .config import ChatSettings
+from .errors import BackendError, DziriError, MessageTooLongError, ValidationError
+from .models import ChatMessage, Conversation, GenerationOptions, Message, MessageStatus, Role, User
+from .roles import Backend, Store
+
+TITLE_CHARS = 60
+UNUSABLE_PASSWORD = "!"  # Django's marker for an account that cannot log in with a password
+
+
+def title_from(text: str) -> str:
+    """A conversation title from its first message: one line, cut on a word boundary."""
+    line = re.sub(r"\s+", " ", text).strip()
+    if len(line) <= TITLE_CHARS:
+        return line
+    cut = line[:TITLE_CHARS].rsplit(" ", 1)[0] or line[:TITLE_CHARS]
+    return cut + "…"
+
+
+class ChatService:
+    def __init__(self, backend: Backend, store: Store, hooks, settings: ChatSettings, save_every_s: float = 1.0):
+        self.backend = backend
+        self.store = store
+        self.hooks = hooks  # pluggy's hook relay, for the event hooks
+        self.settings = settings
+        self.save_every_s = save_every_s
+
+    def default_options(self, **overrides) -> GenerationOptions:
+        values = {
+            "max_tokens": self.settings.max_tokens,
+            "temperature": self.settings.temperature,
+            "top_p": self.settings.top_p,
+        }
+        return GenerationOptions(**{**values, **overrides})
+
+    def local_user(self, username: str | None = None) -> User:
+        """The terminal's user: found or created, with no usable password."""
+        username = username or self.settings.local_user
+        user = self.store.find_user(username)
+        return user or self.store.create_user(username, f"{username}@localhost", UNUSABLE_PASSWORD)
+
+    def send(
+        self,
+        user_id: str,
+        text: str,
+        conversation_id: str | None = None,
+        options: GenerationOptions | None = None,
+    ) -> ReplyStream:
+        """Store the user's message and return the reply stream (nothing is generated
+        until it is iterated). Invalid input is rejected before anything is stored."""
+        if not text or not text.strip():
+            raise ValidationError("the message is empty")
+        if len(text) > self.settings.max_message_chars:
+            raise MessageTooLongError(
+                f"the message has {len(text)} characters; the limit is {self.settings.max_message_chars}"
+            )
+        options = options or self.default_options()
+        conversation = self.store.get_conversation(user_id, conversation_id) if conversation_id else None
+        history = self._history(user_id, conversation) if conversation else []
+        prompt = self.fit_prompt([*history, ChatMessage(role=Role.USER, content=text)], options)
+        if conversation is None:
+            conversation = self.store.create_conversation(user_id, title_from(text))
+        user_message = self.store.add_message(user_id, conversation.id, Role.USER, text)
+        self.hooks.message_stored(message=user_message)
+        return ReplyStream(self, conversation, prompt, options, user_message)
+
+    def regenerate(
+        self, user_id: str, conversation_id: str, options: GenerationOptions | None = None
+    ) -> ReplyStream:
+        """Replace the conversation's last reply with a new one."""
+        options = options or self.default_options()
+        conversation = self.store.get_conversation(user_id, conversation_id)
+        messages = self.store.list_messages(user_id, conversation.id, limit=self.settings.history_messages)
+        if messages and messages[-1].role == Role.ASSISTANT:
+            self.store.delete_message(user_id, messages[-1].id)
+            messages = messages[:-1]
+        if not messages or messages[-1].role != Role.USER:
+            raise ValidationError("there is no message to answer in this conversation")
+        prompt = self.fit_prompt([_as_turn(m) for m in messages if m.content.strip()], options)
+        return ReplyStream(self, conversation, prompt, options, user_message=None)
+
+    def _history(self, user_id: str, conversation: Conversation) -> list[ChatMessage]:
+        messages = self.store.list_messages(user_id, conversation.id, limit=self.settings.history_messages)
+        # A failed reply with nothing in it says nothing to the model.
+        return [_as_turn(m) for m in messages if m.content.strip()]
+
+    def fit_prompt(self, turns: list[ChatMessage], options: GenerationOptions) -> list[ChatMessage]:
+        """System prompt + the newest turns that fit the context window, leaving room for the reply."""
+        context = self.backend.model_info().context_length
+        budget = context - min(options.max_tokens, context // 2)
+        system = [ChatMessage(role=Role.SYSTEM, content=self.settings.system_prompt)]
+        newest_alone = self.backend.count_tokens([*system, turns[-1]])
+        if newest_alone > budget:
+            raise MessageTooLongError(
+                f"the message is too long for the model's context window: {newest_alone} tokens"
+                f" with the system prompt; at most {budget} fit"
+            )
+        # Binary search for the oldest turn that still fits; counting whole prompts
+        # keeps the chat template's own tokens in the sum.
+        low, high = 0, len(turns) - 1
+        while low < high:
+            middle = (low + high) // 2
+            if self.backend.count_tokens([*system, *turns[middle:]]) <= budget:
+                high = middle
+            else:
+                low = middle + 1
+        kept = turns[low:]
+        while len(kept) > 1 and kept[0].role != Role.USER:  # templates expect a user turn first
+            kept = kept[1:]
+        return [*system, *kept]
+
+
+def _as_turn(message: Message) -> ChatMessage:
+    return ChatMessage(role=message.role, content=message.content)
+
+
+class ReplyStream:
+    """Iterate to receive the reply's text pieces as they are generated.
+
+    `stop()` (from any thread) ends the reply at the next piece; closing the stream or
+    leaving its `with` block before the end does the same. Either way the reply is
+    stored as partial. A backend failure stores it as error and raises BackendError.
+    `message` holds the stored reply once the stream has ended.
+    """
+
+    def __init__(self, service: ChatService, conversation: Conversation, prompt: list[ChatMessage],
+                 options: GenerationOptions, user_message: Message | None):
+        self.service = service
+        self.conversation = conversation
+        self.prompt = prompt
+        self.options = options
+        self.user_message = user_message
+        self.message: Message | None = None
+        self._stopped = threading.Event()
+        self._pieces = self._generate()
+
+    def __iter__(self) -> Iterator[str]:
+        return self._pieces
+
+    def __enter__(self) -> ReplyStream:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def close(self) -> None:
+        self._pieces.close()
+
+    def text(self) -> str:
+        """Consume the whole reply and return it."""
+        return "".join(self)
+
+    def _generate(self) -> Iterator[str]:
+        service, store = self.service, self.service.store
+        user_id = self.conversation.user_id
+        service.hooks.prompt_about_to_send(conversation=self.conversation, messages=self.prompt, options=self.options)
+        reply = store.add_message(user_id, self.conversation.id, Role.ASSISTANT, "", MessageStatus.PARTIAL)
+        parts: list[str] = []
+        status, error = MessageStatus.PARTIAL, None
+        pieces = None
+        last_save = time.monotonic()
+        try:
+            pieces = service.backend.chat(self.prompt, self.options)
+            for piece in pieces:
+                if self._stopped.is_set():
+                    break
+                parts.append(piece)
+                yield piece
+                if time.monotonic() - last_save >= service.save_every_s:
+                    store.update_message(user_id, reply.id, "".join(parts), MessageStatus.PARTIAL)
+                    last_save = time.monotonic()
+            else:
+                status = MessageStatus.COMPLETE
+        except DziriError as exc:
+            status, error = MessageStatus.ERROR, str(exc)
+            raise
+        except Exception as exc:
+            status, error = MessageStatus.ERROR, f"the backend failed: {type(exc).__name__}: {exc}"
+            raise BackendError(error) from exc
+        finally:
+            # Runs on normal end, stop, close (GeneratorExit), backend failure and Ctrl+C alike.
+            if pieces is not None and hasattr(pieces, "close"):
+                pieces.close()  # releases the backend (llama.cpp holds a lock while generating)
+            self.message = store.update_message(user_id, reply.id, "".join(parts), status, error)
+            service.hooks.message_stored(message=self.message)
+
+
+__all__ = ["ChatService", "ReplyStream", "title_from"]

@@ -1,0 +1,261 @@
+"""The `dziri` command line. Every DziriError becomes one line on stderr and exit 1."""
+
+from __future__ import annotations
+
+import json
+import sys
+from functools import cached_property
+
+import click
+
+from . import registry
+from .app import App
+from .config import load_config, masked
+from .errors import DziriError
+from .models import MessageStatus
+from .roles import new_plugin_manager, register
+
+
+class DziriGroup(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except DziriError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+class Session:
+    """Created per invocation; the App (and so the plugins) only when a command needs it."""
+
+    def __init__(self, config_path: str | None):
+        self.config_path = config_path
+
+    @cached_property
+    def app(self) -> App:
+        return App(load_config(self.config_path))
+
+
+@click.group(cls=DziriGroup)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar=None,
+              help="Path to dziri.toml (default: $DZIRI_CONFIG, ./dziri.toml, the user config dir).")
+@click.version_option(package_name="dziri")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None) -> None:
+    """dziri: a chatbot that understands Algerian Darija."""
+    session = Session(config_path)
+    ctx.obj = session
+    ctx.call_on_close(lambda: session.__dict__.get("app") and session.app.close())
+
+
+def _app() -> App:
+    return click.get_current_context().find_object(Session).app
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def plugins(session: Session, as_json: bool) -> None:
+    """List installed plugins per role, the active one, and load errors."""
+    config = load_config(session.config_path)
+    report = registry.describe_installed({role: getattr(config, role).use for role in registry.NAMESPACES})
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    for role in registry.NAMESPACES:
+        click.echo(f"{role} (active: {report[role]['active']})")
+        for plugin in report[role]["plugins"]:
+            marker = "*" if plugin["active"] else " "
+            where = plugin["entry_point"] or ""
+            problem = f"  ERROR: {plugin['error']}" if plugin["error"] else ""
+            click.echo(f"  {marker} {plugin['name']:<14} {where}{problem}")
+    extensions = report["extensions"]["plugins"]
+    click.echo("extensions" + ("" if extensions else " (none)"))
+    for plugin in extensions:
+        problem = f"  ERROR: {plugin['error']}" if plugin["error"] else ""
+        click.echo(f"    {plugin['name']}{problem}")
+
+
+@cli.command("config")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def show_config(session: Session, as_json: bool) -> None:
+    """Print the effective configuration (file + environment), secrets masked."""
+    config = load_config(session.config_path)
+    data = masked(config.model_dump(mode="json"))
+    source = config.__dict__.get("source_file")
+    if as_json:
+        click.echo(json.dumps({"source_file": str(source) if source else None, "config": data}, indent=2))
+        return
+    click.echo(f"# from {source or 'defaults (no dziri.toml found)'} and DZIRI_* environment variables")
+    click.echo(to_toml(data))
+
+
+def to_toml(data: dict, table: str = "") -> str:
+    """Render nested config data as TOML (enough for printing the config)."""
+    lines, tables = [], []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            tables.append((f"{table}.{key}" if table else key, value))
+        else:
+            lines.append(f"{key} = {json.dumps(value, ensure_ascii=False)}")
+    out = ([f"[{table}]"] if table and (lines or not tables) else []) + lines
+    for name, value in tables:
+        out += ["", to_toml(value, name)]
+    return "\n".join(out).strip("\n")
+
+
+@cli.command()
+@click.argument("message", required=False)
+@click.option("--conversation", "conversation_id", help="Continue this conversation.")
+@click.option("--new", "start_new", is_flag=True, help="Start a new conversation (interactive mode "
+              "otherwise continues the most recent one).")
+@click.option("--max-tokens", type=click.IntRange(min=1), help="Longest reply, in tokens.")
+@click.option("--temperature", type=click.FloatRange(0, 2), help="Sampling temperature.")
+def chat(message: str | None, conversation_id: str | None, start_new: bool,
+         max_tokens: int | None, temperature: float | None) -> None:
+    """Chat with the model. With MESSAGE: print one reply and exit."""
+    if conversation_id and start_new:
+        raise click.UsageError("--conversation and --new cannot be used together")
+    app = _app()
+    user = app.chat.local_user()
+    overrides = {k: v for k, v in {"max_tokens": max_tokens, "temperature": temperature}.items() if v is not None}
+    options = app.chat.default_options(**overrides)
+    if conversation_id:
+        app.store.get_conversation(user.id, conversation_id)  # fail before anything else if unknown
+    if message is not None:
+        conversation = _stream_reply(app, user.id, message, conversation_id, options)
+        click.echo(f"(conversation {conversation}; continue with --conversation {conversation})", err=True)
+        return
+    if not conversation_id and not start_new:
+        latest = app.store.list_conversations(user.id, limit=1)
+        conversation_id = latest[0].id if latest else None
+    _interactive(app, user.id, conversation_id, options)
+
+
+def _stream_reply(app: App, user_id: str, text: str, conversation_id: str | None, options,
+                  regenerate: bool = False) -> str:
+    """Print a reply as it streams; Ctrl+C stops it (the partial reply is stored)."""
+    stream = (app.chat.regenerate(user_id, conversation_id, options) if regenerate
+              else app.chat.send(user_id, text, conversation_id, options))
+    try:
+        for piece in stream:
+            click.echo(piece, nl=False)
+    except KeyboardInterrupt:
+        stream.close()
+        click.echo("\n[stopped; the partial reply is saved]", err=True)
+        return stream.conversation.id
+    click.echo()
+    if stream.message and stream.message.status != MessageStatus.COMPLETE:
+        click.echo(f"[reply {stream.message.status.value}]", err=True)
+    return stream.conversation.id
+
+
+def _interactive(app: App, user_id: str, conversation_id: str | None, options) -> None:
+    info = app.backend.model_info()
+    where = f"conversation {conversation_id}" if conversation_id else "a new conversation"
+    click.echo(f"dziri · {info.name} via {info.backend} · {where}")
+    click.echo("Type a message. /new starts a conversation, /regen redoes the last reply, "
+               "Ctrl+C stops a reply, Ctrl+D or /quit leaves.")
+    while True:
+        try:
+            text = input("you> ")
+        except (EOFError, KeyboardInterrupt):
+            click.echo()
+            return
+        command = text.strip()
+        if not command:
+            continue
+        if command == "/quit":
+            return
+        if command == "/new":
+            conversation_id = None
+            click.echo("(new conversation)")
+            continue
+        try:
+            click.echo("dziri> ", nl=False)
+            if command == "/regen":
+                if not conversation_id:
+                    click.echo("\n(nothing to regenerate yet)")
+                    continue
+                _stream_reply(app, user_id, "", conversation_id, options, regenerate=True)
+            else:
+                conversation_id = _stream_reply(app, user_id, text, conversation_id, options)
+        except DziriError as exc:  # a bad message should not end the session
+            click.echo(f"\nError: {exc}", err=True)
+
+
+@cli.group()
+def conversations() -> None:
+    """List, show and delete the local user's conversations."""
+
+
+@conversations.command("list")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--offset", type=click.IntRange(min=0), default=0)
+@click.option("--json", "as_json", is_flag=True)
+def list_conversations(limit: int, offset: int, as_json: bool) -> None:
+    """Most recently updated first."""
+    app = _app()
+    user = app.chat.local_user()
+    items = app.store.list_conversations(user.id, limit=limit, offset=offset)
+    if as_json:
+        click.echo(json.dumps([c.model_dump(mode="json") for c in items], indent=2, ensure_ascii=False))
+        return
+    if not items:
+        click.echo("no conversations yet: try  dziri chat \"wach rak?\"")
+    for c in items:
+        click.echo(f"{c.id}  {c.updated_at:%Y-%m-%d %H:%M}  {c.title}")
+
+
+@conversations.command("show")
+@click.argument("conversation_id")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def show_conversation(conversation_id: str, limit: int, as_json: bool) -> None:
+    """Print a conversation's messages."""
+    app = _app()
+    user = app.chat.local_user()
+    conversation = app.store.get_conversation(user.id, conversation_id)
+    messages = app.store.list_messages(user.id, conversation.id, limit=limit)
+    if as_json:
+        payload = {"conversation": conversation.model_dump(mode="json"),
+                   "messages": [m.model_dump(mode="json") for m in messages]}
+        click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+        return
+    click.echo(f"# {conversation.title}  ({conversation.id})")
+    for m in messages:
+        flag = "" if m.status == MessageStatus.COMPLETE else f" [{m.status.value}]"
+        click.echo(f"{m.role.value}{flag}: {m.content}")
+
+
+@conversations.command("delete")
+@click.argument("conversation_id")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def delete_conversation(conversation_id: str, yes: bool) -> None:
+    """Delete a conversation and its messages."""
+    app = _app()
+    user = app.chat.local_user()
+    conversation = app.store.get_conversation(user.id, conversation_id)
+    if not yes and not click.confirm(f"Delete '{conversation.title}'?", default=False):
+        raise click.Abort()
+    app.store.delete_conversation(user.id, conversation.id)
+    click.echo(f"deleted {conversation.id}")
+
+
+def _add_plugin_commands() -> None:
+    pm = new_plugin_manager()
+    for name, plugin in registry.load_extensions().plugins.items():
+        try:
+            register(pm, plugin, name, role=None)
+        except DziriError as exc:
+            click.echo(f"warning: {exc}", err=True)
+    pm.hook.register_commands(cli=cli)
+
+
+def main() -> None:
+    _add_plugin_commands()
+    try:
+        cli(prog_name="dziri")
+    except DziriError as exc:  # raised outside a command, e.g. while closing
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)

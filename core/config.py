@@ -1,0 +1,175 @@
+"""Configuration: `dziri.toml` plus environment overrides, validated by pydantic-settings.
+
+Lookup order for the file: `--config`, `$DZIRI_CONFIG`, `./dziri.toml`, then the user
+config dir; no file is needed. Environment variables override the file:
+`DZIRI_BACKEND=ollama` picks a plugin, nested keys use `__`
+(`DZIRI_BACKEND__OLLAMA__HOST=...`, `DZIRI_CHAT__MAX_TOKENS=256`).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ValidationError as PydanticValidationError
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from .errors import ConfigError
+
+APP_NAME = "dziri"
+DEFAULT_PLUGINS = {"backend": "llamacpp", "store": "sqlite", "translator": "groq"}
+ROLES = tuple(DEFAULT_PLUGINS)
+DEFAULT_SYSTEM_PROMPT = (
+    "You are dziri, a friendly assistant who understands Algerian Darija, written in Arabic "
+    "script or in Arabizi (Latin letters and digits such as 3, 7, 9), mixed with French. "
+    "Answer briefly, in the language the user writes in."
+)
+
+
+class RoleSection(BaseModel):
+    """`[backend]`, `[store]`, `[translator]`: `use` names the plugin; each plugin's own
+    settings live in a sub-table named after it, validated by the plugin's Settings model."""
+
+    model_config = ConfigDict(extra="allow")
+
+    use: str = Field(min_length=1)
+
+    def plugin_settings(self, name: str) -> dict[str, Any]:
+        section = (self.model_extra or {}).get(name, {})
+        if not isinstance(section, dict):
+            raise ConfigError(f"[{name}] must be a table of settings, got {section!r}")
+        return section
+
+
+class ChatSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    max_tokens: int = Field(default=512, ge=1)
+    temperature: float = Field(default=0.7, ge=0.0, le=2.0)
+    top_p: float = Field(default=0.95, gt=0.0, le=1.0)
+    max_message_chars: int = Field(default=16_000, ge=1)
+    history_messages: int = Field(default=200, ge=1)  # loaded from the store before token trimming
+    local_user: str = Field(default="local", min_length=1)  # whose history `dziri chat` keeps
+
+
+class DziriConfig(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DZIRI_", env_nested_delimiter="__", extra="forbid")
+
+    backend: RoleSection = RoleSection(use=DEFAULT_PLUGINS["backend"])
+    store: RoleSection = RoleSection(use=DEFAULT_PLUGINS["store"])
+    translator: RoleSection = RoleSection(use=DEFAULT_PLUGINS["translator"])
+    chat: ChatSettings = ChatSettings()
+    data_dir: str = ""  # empty: the user data dir
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_plugin_names(cls, data: Any) -> Any:
+        # A file with only `[backend.llamacpp]` keeps the default `use`.
+        if isinstance(data, dict):
+            for role, name in DEFAULT_PLUGINS.items():
+                if isinstance(data.get(role), dict):
+                    data[role] = {"use": name, **data[role]}
+        return data
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, _EnvWithRoleShorthand(settings_cls)]
+        if settings_cls.model_config.get("toml_file"):
+            sources.append(TomlConfigSettingsSource(settings_cls))
+        return tuple(sources)
+
+    def resolved_data_dir(self) -> Path:
+        path = Path(self.data_dir).expanduser() if self.data_dir else Path(platformdirs.user_data_dir(APP_NAME))
+        return path
+
+
+class _EnvWithRoleShorthand(EnvSettingsSource):
+    """`DZIRI_BACKEND=ollama` means `backend.use = "ollama"`; pydantic-settings would
+    otherwise try to parse it as a whole JSON table and drop the file's plugin tables."""
+
+    def __call__(self) -> dict[str, Any]:
+        env_vars = dict(self.env_vars)
+        shorthand = {role: env_vars.pop(f"dziri_{role}") for role in ROLES if env_vars.get(f"dziri_{role}")}
+        self.env_vars = env_vars
+        data = super().__call__()
+        for role, use in shorthand.items():
+            data.setdefault(role, {})["use"] = use
+        return data
+
+
+def find_config_file(explicit: str | os.PathLike | None = None) -> Path | None:
+    """The file to read: an explicit or $DZIRI_CONFIG path must exist; the others are optional."""
+    for given, origin in ((explicit, "--config"), (os.environ.get("DZIRI_CONFIG"), "DZIRI_CONFIG")):
+        if given:
+            path = Path(given).expanduser()
+            if not path.is_file():
+                raise ConfigError(f"config file {path} (from {origin}) does not exist")
+            return path
+    for candidate in (Path.cwd() / "dziri.toml", Path(platformdirs.user_config_dir(APP_NAME)) / "dziri.toml"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_config(path: str | os.PathLike | None = None) -> DziriConfig:
+    """Read the effective configuration; every problem becomes one ConfigError line."""
+    config_file = find_config_file(path)
+    settings_cls = DziriConfig
+    if config_file is not None:
+        _check_toml_syntax(config_file)
+        settings_cls = type(
+            "DziriConfigFromFile", (DziriConfig,), {"model_config": {**DziriConfig.model_config, "toml_file": config_file}}
+        )
+    try:
+        config = settings_cls()
+    except PydanticValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, where=config_file)) from None
+    config.__dict__["source_file"] = config_file  # informational, not a setting
+    return config
+
+
+def _check_toml_syntax(path: Path) -> None:
+    try:
+        tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+
+
+def describe_validation_error(exc: PydanticValidationError, prefix: str = "", where: Path | None = None) -> str:
+    """One line per invalid key: `backend.llamacpp.n_ctx: Input should be a valid integer (got 'abc')`."""
+    problems = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in (prefix, *error["loc"]) if part != "")
+        got = f" (got {error['input']!r})" if error["type"] != "missing" and not isinstance(error["input"], dict) else ""
+        problems.append(f"{key or '(root)'}: {error['msg']}{got}")
+    origin = f" in {where} or the environment" if where else ""
+    return f"invalid configuration{origin}: " + "; ".join(problems)
+
+
+SECRET_WORDS = ("key", "secret", "password", "token")
+
+
+def masked(data: Any, key: str = "") -> Any:
+    """A copy of config data with every value whose key names a secret replaced by '***'."""
+    if isinstance(data, dict):
+        return {k: masked(v, k) for k, v in data.items()}
+    if isinstance(data, list):
+        return [masked(v, key) for v in data]
+    if data and any(word in key.lower() for word in SECRET_WORDS) and not key.lower().endswith("_env"):
+        return "***"
+    return data

@@ -1,0 +1,13 @@
+"""The example plugin passes dziri's backend contract suite: this is all an author writes."""
+
+import pytest
+from dziri_echo import EchoBackend
+
+from dziri.core.models import PluginContext
+from dziri.core.testing import BackendContract
+
+
+class TestEchoBackend(BackendContract):
+    @pytest.fixture
+    def backend_plugin(self, tmp_path):
+        return EchoBackend(EchoBackend.Settings(), PluginContext(data_dir=tmp_path))
