@@ -181,10 +181,10 @@ class ReplyStream:
                 if self._stopped.is_set():
                     break
                 parts.append(piece)
-                yield piece
                 if time.monotonic() - last_save >= service.save_every_s:
                     store.update_message(user_id, reply.id, "".join(parts), MessageStatus.PARTIAL)
                     last_save = time.monotonic()
+                yield piece
             else:
                 status = MessageStatus.COMPLETE
         except DziriError as exc:
