@@ -161,7 +161,7 @@ def describe_validation_error(exc: PydanticValidationError, prefix: str = "", wh
     return f"invalid configuration{origin}: " + "; ".join(problems)
 
 
-SECRET_WORDS = ("key", "secret", "password", "token")
+SECRET_WORDS = {"key", "secret", "password", "token", "apikey"}  # as words: `max_tokens` is no secret
 
 
 def masked(data: Any, key: str = "") -> Any:
@@ -170,6 +170,7 @@ def masked(data: Any, key: str = "") -> Any:
         return {k: masked(v, k) for k, v in data.items()}
     if isinstance(data, list):
         return [masked(v, key) for v in data]
-    if data and any(word in key.lower() for word in SECRET_WORDS) and not key.lower().endswith("_env"):
+    words = key.lower().replace("-", "_").split("_")
+    if data and any(word in SECRET_WORDS for word in words) and words[-1] != "env":
         return "***"
     return data

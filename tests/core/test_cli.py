@@ -1,0 +1,163 @@
+"""The command line, run as a user runs it: the real `dziri` executable in a subprocess."""
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DZIRI = str(Path(sys.executable).parent / "dziri")
+
+
+def dziri(*args, env=None, input=None, timeout=120):
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([DZIRI, *args], capture_output=True, text=True, env=full_env, input=input,
+                          timeout=timeout)
+
+
+ECHO = {"DZIRI_BACKEND": "echo"}
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_one_shot_chat_then_continue_the_conversation():
+    first = dziri("chat", "wach rak?", env=ECHO)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == "echo: wach rak?"
+    conversation_id = first.stderr.split("--conversation ")[1].strip(" )\n")
+    second = dziri("chat", "labas?", "--conversation", conversation_id, env=ECHO)
+    assert second.returncode == 0
+    shown = json.loads(dziri("conversations", "show", conversation_id, "--json", env=ECHO).stdout)
+    assert [m["content"] for m in shown["messages"]] == ["wach rak?", "echo: wach rak?", "labas?", "echo: labas?"]
+
+
+def test_interactive_chat_reads_stdin_and_continues_the_latest_conversation():
+    dziri("chat", "awel", env=ECHO)
+    result = dziri("chat", env=ECHO, input="tani\n/quit\n")
+    assert result.returncode == 0, result.stderr
+    assert "echo: tani" in result.stdout
+    listed = json.loads(dziri("conversations", "list", "--json", env=ECHO).stdout)
+    assert len(listed) == 1 and listed[0]["title"] == "awel"
+    result = dziri("chat", "--new", env=ECHO, input="jdid\n")
+    assert len(json.loads(dziri("conversations", "list", "--json", env=ECHO).stdout)) == 2
+
+
+def test_conversations_list_show_delete():
+    dziri("chat", "salam", env=ECHO)
+    listed = json.loads(dziri("conversations", "list", "--json", env=ECHO).stdout)
+    conversation_id = listed[0]["id"]
+    text = dziri("conversations", "show", conversation_id, env=ECHO).stdout
+    assert "user: salam" in text and "assistant: echo: salam" in text
+    assert dziri("conversations", "delete", conversation_id, "--yes", env=ECHO).returncode == 0
+    assert json.loads(dziri("conversations", "list", "--json", env=ECHO).stdout) == []
+
+
+def test_plugins_json_lists_roles_active_and_errors():
+    result = dziri("plugins", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    active = {role: report[role]["active"] for role in ("backend", "store", "translator")}
+    assert active["backend"] == "llamacpp" and active["store"] == "sqlite"
+    backends = {p["name"]: p for p in report["backend"]["plugins"]}
+    assert backends["llamacpp"]["active"] and backends["llamacpp"]["status"] == "ok"
+    assert backends["broken"]["status"] == "error"
+    assert "llamacpp" in dziri("plugins").stdout
+
+
+def test_config_prints_the_effective_config_with_secrets_masked(tmp_path):
+    (tmp_path / "dziri.toml").write_text('[backend.openai]\napi_key = "not-a-real-key"\n[chat]\nmax_tokens = 99\n')
+    result = dziri("config", env={"DZIRI_STORE": "mongodb"})
+    assert result.returncode == 0, result.stderr
+    assert "not-a-real-key" not in result.stdout and '"***"' in result.stdout
+    assert "max_tokens = 99" in result.stdout and 'use = "mongodb"' in result.stdout
+    assert json.loads(dziri("config", "--json").stdout)["config"]["chat"]["max_tokens"] == 99
+
+
+def test_plugin_commands_are_added_through_the_event_hook():
+    result = dziri("echo-hello", env={"DZIRI_LOAD_PLUGINS": "echo"})
+    assert result.returncode == 0 and result.stdout.strip() == "hello from dziri-echo"
+
+
+# Bad input: one clear line, non-zero exit, no traceback.
+
+def test_unknown_plugin_name():
+    assert_one_line_error(dziri("chat", "salam", env={"DZIRI_BACKEND": "lamacpp"}),
+                          "unknown backend plugin 'lamacpp'", "llamacpp")
+
+
+def test_malformed_config_file(tmp_path):
+    (tmp_path / "dziri.toml").write_text("[backend\n")
+    assert_one_line_error(dziri("chat", "salam"), "not valid TOML")
+
+
+def test_value_of_the_wrong_type(tmp_path):
+    (tmp_path / "dziri.toml").write_text('[chat]\nmax_tokens = "many"\n')
+    assert_one_line_error(dziri("chat", "salam"), "chat.max_tokens", "valid integer")
+
+
+@pytest.mark.parametrize("message", ["", "   "])
+def test_empty_message(message):
+    assert_one_line_error(dziri("chat", message, env=ECHO), "empty")
+
+
+def test_message_longer_than_the_context_window():
+    result = dziri("chat", "kelma " * 500, env={**ECHO, "DZIRI_BACKEND__ECHO__CONTEXT_LENGTH": "128"})
+    assert_one_line_error(result, "context window")
+
+
+def test_conversation_that_does_not_exist():
+    assert_one_line_error(dziri("chat", "salam", "--conversation", "nope", env=ECHO), "not found")
+    assert_one_line_error(dziri("conversations", "show", "nope", env=ECHO), "not found")
+
+
+def test_conversation_of_another_user():
+    dziri("chat", "sirr", env={**ECHO, "DZIRI_CHAT__LOCAL_USER": "amina"})
+    theirs = json.loads(dziri("conversations", "list", "--json",
+                              env={**ECHO, "DZIRI_CHAT__LOCAL_USER": "amina"}).stdout)[0]["id"]
+    assert_one_line_error(dziri("chat", "salam", "--conversation", theirs, env=ECHO), "not found")
+    assert_one_line_error(dziri("conversations", "delete", theirs, "--yes", env=ECHO), "not found")
+
+
+def test_missing_model_file(tmp_path):
+    missing = tmp_path / "nowhere.gguf"
+    result = dziri("chat", "salam", env={"DZIRI_BACKEND__LLAMACPP__MODEL_PATH": str(missing)})
+    assert_one_line_error(result, str(missing))
+
+
+def test_corrupt_model_file(tmp_path):
+    corrupt = tmp_path / "corrupt.gguf"
+    corrupt.write_bytes(b"GGUF" + os.urandom(4096))
+    result = dziri("chat", "salam", env={"DZIRI_BACKEND__LLAMACPP__MODEL_PATH": str(corrupt)})
+    assert_one_line_error(result, str(corrupt))
+
+
+def test_database_that_is_not_sqlite(tmp_path):
+    bogus = tmp_path / "notes.txt"
+    bogus.write_text("my shopping list\n")
+    result = dziri("chat", "salam", env={**ECHO, "DZIRI_STORE__SQLITE__PATH": str(bogus)})
+    assert_one_line_error(result, str(bogus))
+    assert bogus.read_text() == "my shopping list\n"
+
+
+def test_database_that_is_locked(tmp_path):
+    path = tmp_path / "locked.sqlite3"
+    dziri("chat", "salam", env={**ECHO, "DZIRI_STORE__SQLITE__PATH": str(path)})
+    holder = sqlite3.connect(path)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        result = dziri("chat", "salam", env={**ECHO, "DZIRI_STORE__SQLITE__PATH": str(path),
+                                            "DZIRI_STORE__SQLITE__BUSY_TIMEOUT_S": "0.2"})
+    finally:
+        holder.rollback()
+        holder.close()
+    assert_one_line_error(result, "locked")
