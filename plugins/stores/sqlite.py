@@ -162,9 +162,13 @@ class SQLiteStore:
         """Refuse, before SQLite touches anything, a path that cannot be our database.
         SQLite would happily create -wal/-shm files next to a text file before failing."""
         path = self.path
-        if path.is_dir():
+        try:
+            is_dir, exists = path.is_dir(), path.exists()
+        except OSError as exc:  # e.g. a directory on the way that we may not enter
+            raise StoreError(f"SQLite store {path} cannot be reached ({exc.strerror})") from None
+        if is_dir:
             raise StoreError(f"SQLite store {path} is a directory, not a database file")
-        if path.exists():
+        if exists:
             try:
                 with path.open("rb") as file:
                     header = file.read(len(SQLITE_HEADER))
