@@ -20,6 +20,9 @@ TEST_ENTRY_POINTS = """\
 echo = dziri_echo:EchoBackend
 broken = dziri_no_such_module:Backend
 
+[dziri.translators]
+echo = dziri_echo:EchoTranslator
+
 [dziri.plugins]
 echo = dziri_echo
 broken-extension = dziri_no_such_extension

@@ -14,7 +14,7 @@ import click
 from pydantic import BaseModel, ConfigDict, Field
 
 from dziri.core.hookspecs import hookimpl
-from dziri.core.models import ChatMessage, GenerationOptions, ModelInfo, PluginContext, Role
+from dziri.core.models import ChatMessage, GenerationOptions, ModelInfo, PluginContext, Role, Segment
 
 
 class EchoBackend:
@@ -50,6 +50,21 @@ class EchoBackend:
     @hookimpl
     def backend_model_info(self) -> ModelInfo:
         return ModelInfo(name="echo", context_length=self.settings.context_length, backend="echo")
+
+
+class EchoTranslator:
+    """An identity "translator": returns each text as its own translation. Useful to
+    try the translation pipeline's plumbing without a service."""
+
+    class Settings(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+    def __init__(self, settings: Settings, context: PluginContext):
+        self.settings = settings
+
+    @hookimpl
+    def translator_translate(self, segments: list[Segment]) -> list[Segment]:
+        return [segment.model_copy(update={"translation": segment.text}) for segment in segments]
 
 
 # An extension hook at module level: the entry point `echo = dziri_echo` in the
