@@ -459,10 +459,6 @@ class SQLiteStore:
         with self._lock:
             db, self._db = self._db, None
             if db is not None:
-                try:
-                    db.execute("PRAGMA optimize")  # keeps the query planner's statistics fresh, cheaply
-                except sqlite3.Error:
-                    pass  # closing must not fail because the file became read-only or locked
                 db.close()
 
 

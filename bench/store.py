@@ -1,0 +1,101 @@
+"""Benchmark: does the SQLite store stay as fast with 10^5 messages stored as with 10^3?
+
+Every operation the chat does per turn must cost the same whatever the database's size
+(target: the 10^5 / 10^3 ratio within 2x). Both sizes are built and timed in this one
+process, through the Store facade the application uses, so hook dispatch is included.
+
+    python bench/store.py [--sizes 1000 100000] [--runs 2000]
+
+Layout per size: the measured user has 100 conversations, 9 other users have 10 each;
+a tenth of all messages sit in one "hot" conversation (the one timed: a long chat must
+load its last 50 messages as fast as a short one), the rest are spread round-robin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from dziri.core.models import PluginContext, Role
+from dziri.core.roles import Store, facade_for
+from dziri.plugins.stores.sqlite import SQLiteStore
+from tqdm import tqdm
+
+
+def seed(store: Store, messages: int) -> tuple[str, str]:
+    """Fill an empty store; return the measured user's id and their hot conversation's id."""
+    me = store.create_user("bench", "bench@example.dz", "h")
+    owners = [me.id] * 100
+    for number in range(9):
+        other = store.create_user(f"other{number}", f"other{number}@example.dz", "h")
+        owners += [other.id] * 10
+    conversations = [(owner, store.create_conversation(owner, f"chat {n}").id)
+                     for n, owner in enumerate(owners)]
+    hot = conversations[0]
+    hot_count = messages // 10
+    for n in tqdm(range(messages), desc=f"seeding {messages:,} messages", unit="msg", leave=False):
+        owner, conversation_id = hot if n < hot_count else conversations[1 + n % (len(conversations) - 1)]
+        role = Role.USER if n % 2 == 0 else Role.ASSISTANT
+        store.add_message(owner, conversation_id, role, f"message {n}: wach rak, labas? {'x' * (n % 200)}")
+    return hot
+
+
+def per_op_us(operation: Callable[[], object], runs: int) -> tuple[float, float]:
+    """Median and 95th percentile of one call, in microseconds, after a short warm-up."""
+    for _ in range(min(100, runs)):
+        operation()
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter_ns()
+        operation()
+        samples.append((time.perf_counter_ns() - start) / 1000)
+    return statistics.median(samples), statistics.quantiles(samples, n=20)[-1]
+
+
+def measure(messages: int, runs: int) -> dict[str, tuple[float, float]]:
+    with tempfile.TemporaryDirectory(prefix="dziri-bench-") as data_dir:
+        plugin = SQLiteStore(SQLiteStore.Settings(), PluginContext(data_dir=Path(data_dir)))
+        store = facade_for("store", plugin, "sqlite")
+        try:
+            started = time.perf_counter()
+            user_id, conversation_id = seed(store, messages)
+            print(f"seeded {messages:,} messages in {time.perf_counter() - started:.1f} s")
+            return {
+                "append one message": per_op_us(
+                    lambda: store.add_message(user_id, conversation_id, Role.USER, "wach rak?"), runs),
+                "load the last 50 messages": per_op_us(
+                    lambda: store.list_messages(user_id, conversation_id, limit=50), runs),
+                "list 50 conversations": per_op_us(
+                    lambda: store.list_conversations(user_id, limit=50), runs),
+            }
+        finally:
+            store.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs=2, default=[1_000, 100_000], metavar=("SMALL", "LARGE"))
+    parser.add_argument("--runs", type=int, default=2_000, help="timed calls per operation and size")
+    args = parser.parse_args()
+    small, large = args.sizes
+    results = {size: measure(size, args.runs) for size in (small, large)}
+
+    print(f"\nSQLite store, µs per operation through the Store facade (median, p95 in brackets; "
+          f"{args.runs} runs each)")
+    header = f"{'operation':<28}{f'{small:,} msgs':>20}{f'{large:,} msgs':>20}{'ratio':>9}  target ≤ 2×"
+    print(header)
+    print("-" * len(header))
+    for operation, (base_median, base_p95) in results[small].items():
+        median, p95 = results[large][operation]
+        ratio = median / base_median
+        verdict = "ok" if ratio <= 2 else "SLOWER"
+        print(f"{operation:<28}{f'{base_median:.0f} ({base_p95:.0f})':>20}{f'{median:.0f} ({p95:.0f})':>20}"
+              f"{ratio:>8.2f}×  {verdict}")
+
+
+if __name__ == "__main__":
+    main()
