@@ -44,36 +44,30 @@ def seed(store: Store, messages: int) -> tuple[str, str]:
     return hot
 
 
-def per_op_us(operation: Callable[[], object], runs: int) -> tuple[float, float]:
-    """Median and 95th percentile of one call, in microseconds, after a short warm-up."""
-    for _ in range(min(100, runs)):
-        operation()
+def timed_us(operation: Callable[[], object], runs: int) -> list[float]:
     samples = []
     for _ in range(runs):
         start = time.perf_counter_ns()
         operation()
         samples.append((time.perf_counter_ns() - start) / 1000)
-    return statistics.median(samples), statistics.quantiles(samples, n=20)[-1]
+    return samples
 
 
-def measure(messages: int, runs: int) -> dict[str, tuple[float, float]]:
-    with tempfile.TemporaryDirectory(prefix="dziri-bench-") as data_dir:
-        plugin = SQLiteStore(SQLiteStore.Settings(), PluginContext(data_dir=Path(data_dir)))
-        store = facade_for("store", plugin, "sqlite")
-        try:
-            started = time.perf_counter()
-            user_id, conversation_id = seed(store, messages)
-            print(f"seeded {messages:,} messages in {time.perf_counter() - started:.1f} s")
-            return {
-                "append one message": per_op_us(
-                    lambda: store.add_message(user_id, conversation_id, Role.USER, "wach rak?"), runs),
-                "load the last 50 messages": per_op_us(
-                    lambda: store.list_messages(user_id, conversation_id, limit=50), runs),
-                "list 50 conversations": per_op_us(
-                    lambda: store.list_conversations(user_id, limit=50), runs),
-            }
-        finally:
-            store.close()
+def open_seeded(data_dir: str, messages: int) -> tuple[Store, str, str]:
+    plugin = SQLiteStore(SQLiteStore.Settings(), PluginContext(data_dir=Path(data_dir)))
+    store = facade_for("store", plugin, "sqlite")
+    started = time.perf_counter()
+    user_id, conversation_id = seed(store, messages)
+    print(f"seeded {messages:,} messages in {time.perf_counter() - started:.1f} s")
+    return store, user_id, conversation_id
+
+
+def operations(store: Store, user_id: str, conversation_id: str) -> dict[str, Callable[[], object]]:
+    return {
+        "append one message": lambda: store.add_message(user_id, conversation_id, Role.USER, "wach rak?"),
+        "load the last 50 messages": lambda: store.list_messages(user_id, conversation_id, limit=50),
+        "list 50 conversations": lambda: store.list_conversations(user_id, limit=50),
+    }
 
 
 def main() -> None:
@@ -82,19 +76,36 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2_000, help="timed calls per operation and size")
     args = parser.parse_args()
     small, large = args.sizes
-    results = {size: measure(size, args.runs) for size in (small, large)}
+    with tempfile.TemporaryDirectory(prefix="dziri-bench-") as small_dir, \
+            tempfile.TemporaryDirectory(prefix="dziri-bench-") as large_dir:
+        stores = {small: open_seeded(small_dir, small), large: open_seeded(large_dir, large)}
+        try:
+            ops = {size: operations(*opened) for size, opened in stores.items()}
+            samples: dict[tuple[int, str], list[float]] = {}
+            for name in ops[small]:
+                for size in (small, large):  # warm-up
+                    timed_us(ops[size][name], 100)
+                # Alternate small and large in short rounds, so a busy machine slows both alike.
+                for _ in range(args.runs // 100):
+                    for size in (small, large):
+                        samples.setdefault((size, name), []).extend(timed_us(ops[size][name], 100))
+        finally:
+            for store, _, _ in stores.values():
+                store.close()
 
-    print(f"\nSQLite store, µs per operation through the Store facade (median, p95 in brackets; "
-          f"{args.runs} runs each)")
+    print(f"\nSQLite store, µs per operation through the Store facade (median, p95 in brackets;"
+          f" {args.runs} runs each, sizes interleaved)")
     header = f"{'operation':<28}{f'{small:,} msgs':>20}{f'{large:,} msgs':>20}{'ratio':>9}  target ≤ 2×"
     print(header)
     print("-" * len(header))
-    for operation, (base_median, base_p95) in results[small].items():
-        median, p95 = results[large][operation]
-        ratio = median / base_median
-        verdict = "ok" if ratio <= 2 else "SLOWER"
-        print(f"{operation:<28}{f'{base_median:.0f} ({base_p95:.0f})':>20}{f'{median:.0f} ({p95:.0f})':>20}"
-              f"{ratio:>8.2f}×  {verdict}")
+    for name in ops[small]:
+        figures = {}
+        for size in (small, large):
+            runs = samples[(size, name)]
+            figures[size] = (statistics.median(runs), statistics.quantiles(runs, n=20)[-1])
+        ratio = figures[large][0] / figures[small][0]
+        cells = "".join(f"{f'{median:.0f} ({p95:.0f})':>20}" for median, p95 in figures.values())
+        print(f"{name:<28}{cells}{ratio:>8.2f}×  {'ok' if ratio <= 2 else 'SLOWER'}")
 
 
 if __name__ == "__main__":
