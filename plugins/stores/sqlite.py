@@ -299,9 +299,9 @@ class SQLiteStore:
         _check_text(username, "username", allow_empty=False)
         _check_text(email, "email", allow_empty=False)
         _check_text(password_hash, "password_hash")
-        user = User(id=_new_id(), username=username, email=email, password_hash=password_hash,
-                    created_at=self._now())
         with self._transaction() as db:
+            user = User(id=_new_id(), username=username, email=email, password_hash=password_hash,
+                        created_at=self._now())
             if db.execute("SELECT 1 FROM users WHERE username = ?", (username,)).fetchone():
                 raise ConflictError(f"username {username!r} is already taken")
             self._check_email_free(db, email)
@@ -348,11 +348,11 @@ class SQLiteStore:
     @hookimpl
     def store_create_conversation(self, user_id: str, title: str) -> Conversation:
         _check_text(title, "title")
-        now = self._now()
-        conversation = Conversation(id=_new_id(), user_id=user_id, title=title,
-                                    started_at=now, updated_at=now)
         with self._transaction() as db:
             self._user_row(db, user_id)
+            now = self._now()
+            conversation = Conversation(id=_new_id(), user_id=user_id, title=title,
+                                        started_at=now, updated_at=now)
             db.execute("INSERT INTO conversations (id, user_id, title, started_at, updated_at)"
                        " VALUES (?, ?, ?, ?, ?)",
                        (conversation.id, user_id, title, _text(now), _text(now)))
@@ -404,16 +404,18 @@ class SQLiteStore:
         status = _enum(MessageStatus, status, "status")
         _check_text(content, "content")
         _check(error is None or isinstance(error, str), "error must be a string or None")
-        now = self._now()
-        message = Message(id=_new_id(), conversation_id=conversation_id, user_id=user_id, role=role,
-                          content=content, timestamp=now, status=status, error=error)
         with self._transaction() as db:
             self._conversation_row(db, user_id, conversation_id)
+            now = self._now()  # under the write lock, so timestamps follow the order of the rows
+            message = Message(id=_new_id(), conversation_id=conversation_id, user_id=user_id, role=role,
+                              content=content, timestamp=now, status=status, error=error)
             db.execute("INSERT INTO messages (id, conversation_id, user_id, role, content, status, error,"
                        " timestamp) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                        (message.id, conversation_id, user_id, role.value, content, status.value, error,
                         _text(now)))
-            db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (_text(now), conversation_id))
+            # max(): another process's clock may be behind ours; updated_at never goes back.
+            db.execute("UPDATE conversations SET updated_at = max(updated_at, ?) WHERE id = ?",
+                       (_text(now), conversation_id))
         return message
 
     @hookimpl

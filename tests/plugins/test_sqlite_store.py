@@ -401,6 +401,8 @@ def test_concurrent_appends_from_threads_are_all_stored(sqlite_store):
     assert len(stored) == 200
     for worker in range(8):  # each thread's messages in the order it wrote them
         assert [c for c in stored if c.startswith(f"w{worker}-")] == [f"w{worker}-{n}" for n in range(25)]
+    stamps = [m.timestamp for m in sqlite_store.list_messages(user_id, conversation_id, limit=1000)]
+    assert stamps == sorted(stamps)  # stored order and time order agree
 
 
 def test_two_stores_on_one_file_share_it(db_path):
