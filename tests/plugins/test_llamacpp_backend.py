@@ -9,7 +9,7 @@ import shutil
 import threading
 
 import pytest
-from dziri.core.errors import ModelError
+from dziri.core.errors import BackendError, ModelError
 from dziri.core.models import ChatMessage, GenerationOptions, PluginContext, Role
 from dziri.core.roles import facade_for
 from dziri.core.testing import BackendContract
@@ -235,3 +235,12 @@ def test_a_relative_model_path_and_home_are_resolved(plugin, tmp_path, monkeypat
     assert make(tmp_path, model_path="model.gguf").model_path == copy
     monkeypatch.setenv("HOME", str(tmp_path))
     assert make(tmp_path, model_path="~/model.gguf").model_path == copy
+
+
+def test_a_prompt_longer_than_the_context_is_a_backend_error(plugin):
+    too_long = [ChatMessage(role=Role.USER, content="salam " * 5000)]
+    assert plugin.backend_count_tokens(too_long) > 4096
+    with pytest.raises(BackendError, match="exceed context window"):
+        list(plugin.backend_chat(too_long, GenerationOptions(max_tokens=4)))
+    assert not plugin.loaded().lock.locked()
+    assert greedy(plugin, "Say hi.", max_tokens=4)
