@@ -52,7 +52,13 @@ class BackendSpec:
 
 class StoreSpec:
     """Users, conversations and messages. Every read and write of a conversation or a
-    message is scoped by `user_id`: another user's object raises NotFoundError."""
+    message is scoped by `user_id`: another user's object raises NotFoundError, with the
+    same message as a missing one. Deleting a missing object, a conversation for an
+    unknown user and an unknown `before` id raise NotFoundError too; `limit < 1`,
+    `offset < 0` or an empty username raise ValidationError. Usernames match exactly;
+    emails are unique case-insensitively. What a create returns equals what a later get
+    returns (a store with coarser timestamps rounds before returning). Hooks may be
+    called from several threads at once."""
 
     @hookspec(firstresult=True)
     def store_create_user(self, username: str, email: str, password_hash: str) -> User:
