@@ -33,8 +33,10 @@ class EchoBackend:
     @hookimpl
     def backend_chat(self, messages: list[ChatMessage], options: GenerationOptions) -> Iterator[str]:
         last_user = next((m.content for m in reversed(messages) if m.role == Role.USER), "")
-        words = (self.settings.prefix + last_user).split(" ")
-        return self._stream(words[: options.max_tokens])
+        text = self.settings.prefix + last_user
+        for stop in options.stop:
+            text = text.split(stop, 1)[0]  # the reply ends before the first stop sequence
+        return self._stream(text.split(" ")[: options.max_tokens])
 
     def _stream(self, words: list[str]) -> Iterator[str]:
         for index, word in enumerate(words):
