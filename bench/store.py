@@ -20,10 +20,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from tqdm import tqdm
+
 from dziri.core.models import PluginContext, Role
 from dziri.core.roles import Store, facade_for
 from dziri.plugins.stores.sqlite import SQLiteStore
-from tqdm import tqdm
 
 
 def seed(store: Store, messages: int) -> tuple[str, str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 from .config import ChatSettings
 from .errors import BackendError, DziriError, MessageTooLongError, ValidationError

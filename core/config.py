@@ -130,9 +130,8 @@ def load_config(path: str | os.PathLike | None = None) -> DziriConfig:
     settings_cls = DziriConfig
     if config_file is not None:
         _check_toml_syntax(config_file)
-        settings_cls = type(
-            "DziriConfigFromFile", (DziriConfig,), {"model_config": {**DziriConfig.model_config, "toml_file": config_file}}
-        )
+        with_file = {**DziriConfig.model_config, "toml_file": config_file}
+        settings_cls = type("DziriConfigFromFile", (DziriConfig,), {"model_config": with_file})
     try:
         config = settings_cls()
     except PydanticValidationError as exc:
@@ -155,7 +154,8 @@ def describe_validation_error(exc: PydanticValidationError, prefix: str = "", wh
     problems = []
     for error in exc.errors():
         key = ".".join(str(part) for part in (prefix, *error["loc"]) if part != "")
-        got = f" (got {error['input']!r})" if error["type"] != "missing" and not isinstance(error["input"], dict) else ""
+        shows_input = error["type"] != "missing" and not isinstance(error["input"], dict)
+        got = f" (got {error['input']!r})" if shows_input else ""
         problems.append(f"{key or '(root)'}: {error['msg']}{got}")
     origin = f" in {where} or the environment" if where else ""
     return f"invalid configuration{origin}: " + "; ".join(problems)

@@ -10,7 +10,8 @@ never more or other ones: pluggy rejects that at registration.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pluggy
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from enum import Enum
+from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class _Record(BaseModel):
@@ -21,17 +21,17 @@ class _Record(BaseModel):
     def _datetimes_are_utc(cls, value):
         # Stores hand back naive datetimes (SQLite text, BSON); the contract is UTC-aware.
         if isinstance(value, datetime):
-            return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+            return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
         return value
 
 
-class Role(str, Enum):
+class Role(StrEnum):
     SYSTEM = "system"
     USER = "user"
     ASSISTANT = "assistant"
 
 
-class MessageStatus(str, Enum):
+class MessageStatus(StrEnum):
     COMPLETE = "complete"
     PARTIAL = "partial"  # cut off by a stop or a crash; content holds what was generated
     ERROR = "error"  # the backend failed; content holds what was generated, `error` says why

@@ -7,7 +7,7 @@ apply to shipped and third-party plugins alike.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pluggy
 

@@ -8,7 +8,7 @@ hook (a CLI command). Read docs/plugins.md for the walk-through.
 from __future__ import annotations
 
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import click
 from pydantic import BaseModel, ConfigDict, Field

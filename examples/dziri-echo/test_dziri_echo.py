@@ -1,10 +1,10 @@
 """The example plugin passes dziri's backend contract suite: this is all an author writes."""
 
 import pytest
-from dziri_echo import EchoBackend, EchoTranslator
 
 from dziri.core.models import PluginContext
 from dziri.core.testing import BackendContract, TranslatorContract
+from dziri_echo import EchoBackend, EchoTranslator
 
 
 class TestEchoBackend(BackendContract):

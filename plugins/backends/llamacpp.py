@@ -17,10 +17,11 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from dziri.core.errors import BackendError, ModelError
 from dziri.core.hookspecs import hookimpl
 from dziri.core.models import ChatMessage, GenerationOptions, ModelInfo, PluginContext
-from pydantic import BaseModel, ConfigDict, Field
 
 log = logging.getLogger(__name__)
 

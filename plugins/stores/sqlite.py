@@ -17,10 +17,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from dziri.core.errors import ConflictError, NotFoundError, StoreError, ValidationError
 from dziri.core.hookspecs import hookimpl
 from dziri.core.models import Conversation, Message, MessageStatus, PluginContext, Role, User, utcnow
-from pydantic import BaseModel, ConfigDict, Field
 
 DEFAULT_FILENAME = "dziri.sqlite3"
 SQLITE_HEADER = b"SQLite format 3\x00"

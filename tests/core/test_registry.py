@@ -39,13 +39,13 @@ def test_plugin_settings_are_validated_with_the_key_named(monkeypatch):
     monkeypatch.setenv("DZIRI_BACKEND", "echo")
     monkeypatch.setenv("DZIRI_BACKEND__ECHO__DELAY_S", "slow")
     with pytest.raises(ConfigError, match=r"backend\.echo\.delay_s: Input should be a valid number"):
-        App().backend
+        _ = App().backend
 
 
 def test_unknown_plugin_setting_is_rejected(monkeypatch, tmp_path):
     (tmp_path / "dziri.toml").write_text('[backend]\nuse = "echo"\n[backend.echo]\nprefx = "x"\n')
     with pytest.raises(ConfigError, match=r"backend\.echo\.prefx: Extra inputs are not permitted"):
-        App().backend
+        _ = App().backend
 
 
 def test_extension_loading_is_chosen_by_env(monkeypatch):

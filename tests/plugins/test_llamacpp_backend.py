@@ -9,6 +9,7 @@ import shutil
 import threading
 
 import pytest
+
 from dziri.core.errors import BackendError, ModelError
 from dziri.core.models import ChatMessage, GenerationOptions, PluginContext, Role
 from dziri.core.roles import facade_for

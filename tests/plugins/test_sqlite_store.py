@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pydantic
 import pytest
+
 from dziri.core.errors import ConflictError, StoreError
 from dziri.core.models import MessageStatus, PluginContext, Role
 from dziri.core.roles import facade_for
