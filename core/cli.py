@@ -123,7 +123,7 @@ def chat(message: str | None, conversation_id: str | None, start_new: bool,
     if conversation_id:
         app.store.get_conversation(user.id, conversation_id)  # fail before anything else if unknown
     if message is not None:
-        conversation = _stream_reply(app, user.id, message, conversation_id, options)
+        conversation = _stream_reply(app, user.id, message, conversation_id, options, interactive=False)
         click.echo(f"(conversation {conversation}; continue with --conversation {conversation})", err=True)
         return
     if not conversation_id and not start_new:
@@ -133,7 +133,7 @@ def chat(message: str | None, conversation_id: str | None, start_new: bool,
 
 
 def _stream_reply(app: App, user_id: str, text: str, conversation_id: str | None, options,
-                  regenerate: bool = False) -> str:
+                  regenerate: bool = False, interactive: bool = True) -> str:
     """Print a reply as it streams; Ctrl+C stops it (the partial reply is stored)."""
     stream = (app.chat.regenerate(user_id, conversation_id, options) if regenerate
               else app.chat.send(user_id, text, conversation_id, options))
@@ -143,6 +143,8 @@ def _stream_reply(app: App, user_id: str, text: str, conversation_id: str | None
     except KeyboardInterrupt:
         stream.close()
         click.echo("\n[stopped; the partial reply is saved]", err=True)
+        if not interactive:
+            raise SystemExit(130) from None  # the shell's convention for Ctrl+C
         return stream.conversation.id
     click.echo()
     if stream.message and stream.message.status != MessageStatus.COMPLETE:

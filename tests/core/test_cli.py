@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -161,3 +162,34 @@ def test_database_that_is_locked(tmp_path):
         holder.rollback()
         holder.close()
     assert_one_line_error(result, "locked")
+
+
+def test_one_shot_on_the_embedded_model_and_a_second_invocation_sees_the_first():
+    first = dziri("chat", "wach rak?", "--max-tokens", "16", "--temperature", "0")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip()
+    conversation_id = first.stderr.split("--conversation ")[1].strip(" )\n")
+    second = dziri("chat", "w nta?", "--conversation", conversation_id, "--max-tokens", "8")
+    assert second.returncode == 0, second.stderr
+    shown = json.loads(dziri("conversations", "show", conversation_id, "--json").stdout)
+    contents = [m["content"] for m in shown["messages"]]
+    assert contents[0] == "wach rak?" and contents[1] == first.stdout.strip() and contents[2] == "w nta?"
+    assert [m["role"] for m in shown["messages"]] == ["user", "assistant", "user", "assistant"]
+
+
+def test_ctrl_c_stops_a_one_shot_reply_and_keeps_what_was_written():
+    env = {**os.environ, **ECHO, "DZIRI_BACKEND__ECHO__DELAY_S": "0.3"}
+    process = subprocess.Popen([DZIRI, "chat", "one two three four five six seven eight nine ten"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert process.stdout.read(5) == "echo:"  # the first piece has arrived
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    assert "partial reply is saved" in stderr and "Traceback" not in stderr
+    conversation_id = json.loads(dziri("conversations", "list", "--json", env=ECHO).stdout)[0]["id"]
+    reply = json.loads(dziri("conversations", "show", conversation_id, "--json", env=ECHO).stdout)["messages"][1]
+    assert reply["status"] == "partial"
+    assert reply["content"].startswith("echo:") and not reply["content"].endswith("ten")
