@@ -73,6 +73,8 @@ class ChatService:
         prompt = self.fit_prompt([*history, ChatMessage(role=Role.USER, content=text)], options)
         if conversation is None:
             conversation = self.store.create_conversation(user_id, title_from(text))
+        elif not conversation.title:  # created empty (the web UI's "new chat"): named by its first message
+            conversation = self.store.update_conversation(user_id, conversation.id, title_from(text))
         user_message = self.store.add_message(user_id, conversation.id, Role.USER, text)
         self.hooks.message_stored(message=user_message)
         return ReplyStream(self, conversation, prompt, options, user_message)

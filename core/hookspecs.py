@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     import click
 
     from .models import (
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
         ModelInfo,
         Role,
         Segment,
+        Session,
         User,
     )
 
@@ -128,6 +131,23 @@ class StoreSpec:
         self, user_id: str, conversation_id: str, limit: int, before: str | None
     ) -> list[Message]:
         """The `limit` newest messages (older than message `before` if given), oldest first."""
+
+    @hookspec(firstresult=True)
+    def store_save_session(self, key: str, data: str, expires_at: datetime) -> None:
+        """Create or replace the web session `key` (sessions live in the store so that every
+        server process sees a login and a logout at once)."""
+
+    @hookspec(firstresult=True)
+    def store_load_session(self, key: str) -> Session | None:
+        """The session `key`, or None if there is none or it has expired."""
+
+    @hookspec(firstresult=True)
+    def store_delete_session(self, key: str) -> None:
+        """Forget a session (logout); a missing key is not an error."""
+
+    @hookspec(firstresult=True)
+    def store_purge_sessions(self) -> int:
+        """Delete every expired session; return how many."""
 
     @hookspec(firstresult=True)
     def store_close(self) -> None:

@@ -64,6 +64,15 @@ class Message(_Record):
     error: str | None = None
 
 
+class Session(_Record):
+    """A web login session. `key` is the secret the browser's cookie holds; `data` is
+    the host's own encoding of the session dict, opaque to the store."""
+
+    key: str
+    data: str
+    expires_at: datetime
+
+
 class ChatMessage(BaseModel):
     """One turn of a prompt as a backend sees it."""
 

@@ -8,6 +8,7 @@ apply to shipped and third-party plugins alike.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 
 import pluggy
 
@@ -22,6 +23,7 @@ from .models import (
     ModelInfo,
     Role,
     Segment,
+    Session,
     User,
 )
 
@@ -144,6 +146,18 @@ class Store:
         return self._hook.store_list_messages(
             user_id=user_id, conversation_id=conversation_id, limit=limit, before=before
         )
+
+    def save_session(self, key: str, data: str, expires_at: datetime) -> None:
+        self._hook.store_save_session(key=key, data=data, expires_at=expires_at)
+
+    def load_session(self, key: str) -> Session | None:
+        return self._hook.store_load_session(key=key)
+
+    def delete_session(self, key: str) -> None:
+        self._hook.store_delete_session(key=key)
+
+    def purge_sessions(self) -> int:
+        return self._hook.store_purge_sessions()
 
     def close(self) -> None:
         self._hook.store_close()

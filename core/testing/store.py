@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from ..errors import ConflictError, NotFoundError, ValidationError
-from ..models import Conversation, Message, MessageStatus, Role, User, utcnow
+from ..models import Conversation, Message, MessageStatus, Role, Session, User, utcnow
 from ..roles import Store, facade_for
 
 UNICODE_TEXTS = {
@@ -380,3 +380,30 @@ class StoreContract:
 
     def test_another_user_sees_no_conversations(self, store, bob, conversation, message):
         assert store.list_conversations(bob.id) == []
+
+    # ---- web sessions --------------------------------------------------------------------
+
+    def test_a_saved_session_loads_until_it_is_deleted(self, store):
+        expires = utcnow() + timedelta(hours=1)
+        store.save_session("k" * 40, '{"user_id": "1"}', expires)
+        loaded = store.load_session("k" * 40)
+        assert isinstance(loaded, Session)
+        assert (loaded.key, loaded.data) == ("k" * 40, '{"user_id": "1"}')
+        assert abs(loaded.expires_at - expires) < timedelta(milliseconds=1)
+        assert loaded.expires_at.tzinfo is not None
+        store.delete_session("k" * 40)
+        assert store.load_session("k" * 40) is None
+        store.delete_session("k" * 40)  # deleting twice is fine: logout is idempotent
+
+    def test_saving_a_session_again_replaces_it(self, store):
+        store.save_session("key", "one", utcnow() + timedelta(hours=1))
+        store.save_session("key", "two", utcnow() + timedelta(hours=2))
+        assert store.load_session("key").data == "two"
+
+    def test_an_expired_session_does_not_load_and_is_purged(self, store):
+        store.save_session("old", "data", utcnow() - timedelta(seconds=1))
+        store.save_session("new", "data", utcnow() + timedelta(hours=1))
+        assert store.load_session("old") is None
+        assert store.load_session("missing") is None
+        assert store.purge_sessions() == 1
+        assert store.load_session("new") is not None

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dziri.core.errors import ConflictError, NotFoundError, StoreError, ValidationError
 from dziri.core.hookspecs import hookimpl
-from dziri.core.models import Conversation, Message, MessageStatus, PluginContext, Role, User, utcnow
+from dziri.core.models import Conversation, Message, MessageStatus, PluginContext, Role, Session, User, utcnow
 
 DEFAULT_FILENAME = "dziri.sqlite3"
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -62,6 +62,15 @@ MIGRATIONS: list[tuple[str, ...]] = [
             timestamp TEXT NOT NULL
         )""",
         "CREATE INDEX messages_by_conversation ON messages (conversation_id, seq)",
+    ),
+    (
+        # Web login sessions: in the store, so every server process sees a logout at once.
+        """CREATE TABLE sessions (
+            key TEXT PRIMARY KEY,
+            data TEXT NOT NULL,
+            expires_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX sessions_by_expiry ON sessions (expires_at)",
     ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -456,6 +465,34 @@ class SQLiteStore:
             rows = db.execute("SELECT * FROM messages WHERE conversation_id = ? AND seq < ?"
                               " ORDER BY seq DESC LIMIT ?", (conversation_id, cursor, limit)).fetchall()
         return [_message(row) for row in reversed(rows)]
+
+    # ---- web sessions ----------------------------------------------------------------------
+
+    @hookimpl
+    def store_save_session(self, key: str, data: str, expires_at: datetime) -> None:
+        _check_text(key, "session key", allow_empty=False)
+        _check_text(data, "session data")
+        with self._transaction() as db:
+            db.execute("INSERT INTO sessions (key, data, expires_at) VALUES (?, ?, ?) ON CONFLICT (key)"
+                       " DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at",
+                       (key, data, _text(expires_at)))
+
+    @hookimpl
+    def store_load_session(self, key: str) -> Session | None:
+        with self._transaction(write=False) as db:
+            row = db.execute("SELECT * FROM sessions WHERE key = ? AND expires_at > ?",
+                             (key, _text(utcnow()))).fetchone()
+        return Session(key=row["key"], data=row["data"], expires_at=row["expires_at"]) if row else None
+
+    @hookimpl
+    def store_delete_session(self, key: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM sessions WHERE key = ?", (key,))
+
+    @hookimpl
+    def store_purge_sessions(self) -> int:
+        with self._transaction() as db:
+            return db.execute("DELETE FROM sessions WHERE expires_at <= ?", (_text(utcnow()),)).rowcount
 
     @hookimpl
     def store_close(self) -> None:

@@ -215,3 +215,11 @@ def test_titles_are_one_line_and_cut_on_a_word():
     assert title_from("  wach\n rak  ") == "wach rak"
     title = title_from("kelma " * 30)
     assert title.endswith("…") and len(title) <= 61 and "\n" not in title
+
+
+def test_an_untitled_conversation_is_named_by_its_first_message(echo_app, chat, user):
+    empty = echo_app.store.create_conversation(user.id, "")
+    chat.send(user.id, "sa7a ftourek", conversation_id=empty.id).text()
+    assert echo_app.store.get_conversation(user.id, empty.id).title == "sa7a ftourek"
+    chat.send(user.id, "w ntouma?", conversation_id=empty.id).text()
+    assert echo_app.store.get_conversation(user.id, empty.id).title == "sa7a ftourek"
