@@ -20,7 +20,9 @@ class App:
     def __init__(self, config: DziriConfig | None = None):
         self.config = config or load_config()
         self.pm: pluggy.PluginManager = new_plugin_manager()
-        self._lock = threading.Lock()  # role plugins are created once even if threads race
+        # Role plugins are created once even if threads race; re-entrant because a plugin's
+        # context.backend() may create the backend while another role is being created.
+        self._lock = threading.RLock()
         self.extension_errors: dict[str, str] = {}
         extensions = registry.load_extensions()
         self.extension_errors = extensions.errors
@@ -45,9 +47,8 @@ class App:
             attribute = f"_{role}_facade"
             if attribute not in self.__dict__:
                 section = getattr(self.config, role)
-                plugin = registry.create_plugin(
-                    role, section.use, section.plugin_settings(section.use), PluginContext(data_dir=self.data_dir)
-                )
+                context = PluginContext(data_dir=self.data_dir, backend=lambda: self.backend)
+                plugin = registry.create_plugin(role, section.use, section.plugin_settings(section.use), context)
                 register(self.pm, plugin, section.use, role)
                 self.__dict__[attribute] = FACADES[role](self.pm, section.use)
             return self.__dict__[attribute]

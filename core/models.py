@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -112,3 +114,7 @@ class PluginContext(BaseModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     data_dir: Path  # where a plugin keeps files it owns (databases, caches); already created
+    # The App's configured Backend facade (dziri.core.roles.Backend), created on first call:
+    # a translator that translates with the chat model calls it when it needs it, never in
+    # its constructor. None where no App is behind the plugin (a bare plugin in a test).
+    backend: Callable[[], Any] | None = None
