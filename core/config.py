@@ -9,6 +9,7 @@ config dir; no file is needed. Environment variables override the file:
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -173,4 +174,9 @@ def masked(data: Any, key: str = "") -> Any:
     words = key.lower().replace("-", "_").split("_")
     if data and any(word in SECRET_WORDS for word in words) and words[-1] != "env":
         return "***"
+    if isinstance(data, str):  # a URI with a password in it (mongodb://user:pw@host)
+        return _URI_PASSWORD.sub(r"\1***@", data)
     return data
+
+
+_URI_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/?#@\s]*:)[^\s]*@", re.IGNORECASE)
