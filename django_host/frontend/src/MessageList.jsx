@@ -1,0 +1,179 @@
+import { useCallback, useLayoutEffect, useRef, useState } from 'react'
+import Markdown from './Markdown.jsx'
+
+const NEAR_BOTTOM_PX = 48
+
+export const SUGGESTIONS = ['wach rak khouya?', 'واش هي أحسن أكلة دزيرية؟', 'kifach nta3allem el code?']
+
+function StatusNote({ message }) {
+  if (message.status === 'partial') {
+    return <p className="status-note">Stopped — this reply is incomplete.</p>
+  }
+  if (message.status === 'error') {
+    return (
+      <p className="status-note error" role="alert">
+        The reply failed{message.error ? `: ${message.error}` : '.'}
+        {message.content ? ' What was written before is kept above.' : ''}
+      </p>
+    )
+  }
+  return null
+}
+
+function Message({ message, canRegenerate, onRegenerate }) {
+  const assistant = message.role === 'assistant'
+  const streaming = message.status === 'streaming'
+  return (
+    <article
+      className={`message ${message.role}${message.pending ? ' pending' : ''}`}
+      data-role={message.role}
+      data-status={message.status}
+      aria-label={assistant ? 'dziri' : 'You'}
+    >
+      {assistant ? (
+        <>
+          {streaming && !message.content ? (
+            <div className="bubble typing" aria-label="dziri is writing">
+              <span />
+              <span />
+              <span />
+            </div>
+          ) : (
+            <Markdown className={`bubble markdown${streaming ? ' streaming' : ''}`} text={message.content} />
+          )}
+          <StatusNote message={message} />
+          {canRegenerate && (
+            <div className="message-actions">
+              <button type="button" className="small" aria-label="Regenerate reply" onClick={onRegenerate}>
+                ↻ Regenerate
+              </button>
+            </div>
+          )}
+        </>
+      ) : (
+        <div className="bubble" dir="auto">
+          {message.content}
+        </div>
+      )}
+    </article>
+  )
+}
+
+export default function MessageList({
+  conversationKey,
+  follow,
+  messages,
+  loading,
+  hasMore,
+  onLoadEarlier,
+  streaming,
+  onRegenerate,
+  onSuggestion,
+}) {
+  const list = useRef(null)
+  const stick = useRef(true) // follow the reply unless the user scrolled up
+  const restoreFrom = useRef(null) // scrollHeight before older messages were put on top
+  const [showJump, setShowJump] = useState(false)
+
+  // Another conversation, or the user just sent a message: follow the bottom again.
+  // (Declared before the scrolling effect, so it runs first in the same commit.)
+  useLayoutEffect(() => {
+    stick.current = true
+    setShowJump(false)
+  }, [conversationKey, follow])
+
+  const onScroll = useCallback(() => {
+    const element = list.current
+    const atBottom = element.scrollHeight - element.scrollTop - element.clientHeight < NEAR_BOTTOM_PX
+    stick.current = atBottom
+    if (atBottom) setShowJump(false)
+  }, [])
+
+  useLayoutEffect(() => {
+    const element = list.current
+    if (!element) return
+    if (restoreFrom.current !== null) {
+      element.scrollTop += element.scrollHeight - restoreFrom.current
+      restoreFrom.current = null
+    } else if (stick.current) {
+      element.scrollTop = element.scrollHeight
+    } else if (streaming) {
+      setShowJump(true)
+    }
+  }, [messages, streaming])
+
+  function jumpToLatest() {
+    stick.current = true
+    setShowJump(false)
+    list.current.scrollTo({ top: list.current.scrollHeight, behavior: 'smooth' })
+  }
+
+  const last = messages[messages.length - 1]
+  const lastAssistant = last && last.role === 'assistant' && last.status !== 'streaming' ? last : null
+  const unanswered = !streaming && last && last.role === 'user' && !last.pending
+
+  return (
+    <div className="messages-wrap">
+      <div
+        ref={list}
+        className="messages"
+        role="log"
+        aria-label="Messages"
+        aria-busy={streaming || loading ? 'true' : 'false'}
+        onScroll={onScroll}
+      >
+        <div className="messages-inner">
+          {hasMore && (
+            <button
+              type="button"
+              className="link load-earlier"
+              disabled={loading}
+              onClick={() => {
+                restoreFrom.current = list.current.scrollHeight
+                onLoadEarlier()
+              }}
+            >
+              Show earlier messages
+            </button>
+          )}
+          {!loading && messages.length === 0 && (
+            <div className="welcome">
+              <h2 dir="auto">
+                Ahlan! <span lang="ar">أهلا</span>
+              </h2>
+              <p>Talk to dziri in Darija — Arabic script, Arabizi or mixed with French.</p>
+              <div className="suggestions">
+                {SUGGESTIONS.map((text) => (
+                  <button key={text} type="button" className="suggestion" dir="auto" onClick={() => onSuggestion(text)}>
+                    {text}
+                  </button>
+                ))}
+              </div>
+            </div>
+          )}
+          {messages.map((message) => (
+            <Message
+              key={message.id}
+              message={message}
+              canRegenerate={!streaming && message === lastAssistant}
+              onRegenerate={onRegenerate}
+            />
+          ))}
+          {unanswered && (
+            <div className="message-actions unanswered">
+              <span className="muted">No reply to this message yet.</span>
+              <button type="button" className="small" aria-label="Regenerate reply" onClick={onRegenerate}>
+                ↻ Get a reply
+              </button>
+            </div>
+          )}
+        </div>
+      </div>
+      {showJump && (
+        <button type="button" className="jump" aria-label="Jump to the latest message" onClick={jumpToLatest}>
+          ↓
+        </button>
+      )}
+    </div>
+  )
+}
