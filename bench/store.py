@@ -1,10 +1,15 @@
-"""Benchmark: does the SQLite store stay as fast with 10^5 messages stored as with 10^3?
+"""Benchmark: does a store stay as fast with 10^5 messages stored as with 10^3?
 
 Every operation the chat does per turn must cost the same whatever the database's size
 (target: the 10^5 / 10^3 ratio within 2x). Both sizes are built and timed in this one
 process, through the Store facade the application uses, so hook dispatch is included.
 
-    python bench/store.py [--sizes 1000 100000] [--runs 2000]
+    python bench/store.py [--sizes 1000 100000] [--runs 2000] [--store sqlite|mongodb]
+
+`--store mongodb` runs on the server in $DZIRI_BENCH_MONGO_URI (a database per size,
+dropped afterwards), else on mongomock, which scans every document on every operation:
+its figures are mongomock's, not MongoDB's, and its seeding is slow past ~10^4 messages
+(so its default sizes are 10^2 and 10^3).
 
 Layout per size: the measured user has 100 conversations, 9 other users have 10 each;
 a tenth of all messages sit in one "hot" conversation (the one timed: a long chat must
@@ -14,9 +19,11 @@ load its last 50 messages as fast as a short one), the rest are spread round-rob
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,6 +32,8 @@ from tqdm import tqdm
 from dziri.core.models import PluginContext, Role
 from dziri.core.roles import Store, facade_for
 from dziri.plugins.stores.sqlite import SQLiteStore
+
+MONGO_URI = os.environ.get("DZIRI_BENCH_MONGO_URI", "mongomock://")
 
 
 def seed(store: Store, messages: int) -> tuple[str, str]:
@@ -54,9 +63,27 @@ def timed_us(operation: Callable[[], object], runs: int) -> list[float]:
     return samples
 
 
-def open_seeded(data_dir: str, messages: int) -> tuple[Store, str, str]:
-    plugin = SQLiteStore(SQLiteStore.Settings(), PluginContext(data_dir=Path(data_dir)))
-    store = facade_for("store", plugin, "sqlite")
+def open_store(kind: str, data_dir: str) -> Store:
+    context = PluginContext(data_dir=Path(data_dir))
+    if kind == "sqlite":
+        return facade_for("store", SQLiteStore(SQLiteStore.Settings(), context), "sqlite")
+    from dziri.plugins.stores.mongodb import MongoDBStore
+
+    database = f"dziri_bench_{uuid.uuid4().hex[:8]}"
+    plugin = MongoDBStore(MongoDBStore.Settings(uri=MONGO_URI, database=database), context)
+    store = facade_for("store", plugin, "mongodb")
+    close = store.close
+
+    def drop_and_close() -> None:
+        plugin._client.drop_database(database)
+        close()
+
+    store.close = drop_and_close
+    return store
+
+
+def open_seeded(kind: str, data_dir: str, messages: int) -> tuple[Store, str, str]:
+    store = open_store(kind, data_dir)
     started = time.perf_counter()
     user_id, conversation_id = seed(store, messages)
     print(f"seeded {messages:,} messages in {time.perf_counter() - started:.1f} s")
@@ -73,13 +100,17 @@ def operations(store: Store, user_id: str, conversation_id: str) -> dict[str, Ca
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs=2, default=[1_000, 100_000], metavar=("SMALL", "LARGE"))
+    parser.add_argument("--sizes", type=int, nargs=2, metavar=("SMALL", "LARGE"),
+                        help="default: 1000 100000 (100 1000 on mongomock)")
     parser.add_argument("--runs", type=int, default=2_000, help="timed calls per operation and size")
+    parser.add_argument("--store", choices=["sqlite", "mongodb"], default="sqlite",
+                        help="mongodb: the server in $DZIRI_BENCH_MONGO_URI, else mongomock")
     args = parser.parse_args()
-    small, large = args.sizes
+    on_mongomock = args.store == "mongodb" and MONGO_URI.startswith("mongomock://")
+    small, large = args.sizes or ([100, 1_000] if on_mongomock else [1_000, 100_000])
     with tempfile.TemporaryDirectory(prefix="dziri-bench-") as small_dir, \
             tempfile.TemporaryDirectory(prefix="dziri-bench-") as large_dir:
-        stores = {small: open_seeded(small_dir, small), large: open_seeded(large_dir, large)}
+        stores = {small: open_seeded(args.store, small_dir, small), large: open_seeded(args.store, large_dir, large)}
         try:
             ops = {size: operations(*opened) for size, opened in stores.items()}
             samples: dict[tuple[int, str], list[float]] = {}
@@ -94,7 +125,8 @@ def main() -> None:
             for store, _, _ in stores.values():
                 store.close()
 
-    print(f"\nSQLite store, µs per operation through the Store facade (median, p95 in brackets;"
+    where = "SQLite" if args.store == "sqlite" else f"MongoDB ({MONGO_URI.split('@')[-1]})"
+    print(f"\n{where} store, µs per operation through the Store facade (median, p95 in brackets;"
           f" {args.runs} runs each, sizes interleaved)")
     header = f"{'operation':<28}{f'{small:,} msgs':>20}{f'{large:,} msgs':>20}{'ratio':>9}  target ≤ 2×"
     print(header)
