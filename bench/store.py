@@ -128,6 +128,9 @@ def main() -> None:
     where = "SQLite" if args.store == "sqlite" else f"MongoDB ({MONGO_URI.split('@')[-1]})"
     print(f"\n{where} store, µs per operation through the Store facade (median, p95 in brackets;"
           f" {args.runs} runs each, sizes interleaved)")
+    if on_mongomock:
+        print("note: mongomock scans every document on every operation; these ratios are mongomock's, not"
+              " MongoDB's (set DZIRI_BENCH_MONGO_URI to measure a server)")
     header = f"{'operation':<28}{f'{small:,} msgs':>20}{f'{large:,} msgs':>20}{'ratio':>9}  target ≤ 2×"
     print(header)
     print("-" * len(header))
