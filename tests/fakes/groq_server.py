@@ -173,7 +173,9 @@ class FakeGroqServer:
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
         self._httpd.block_on_close = False
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-groq", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-groq", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -380,6 +382,7 @@ def _error(status: int, message: str, code: str, headers: dict[str, str] | None 
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeGroqServer
     protocol_version = "HTTP/1.1"
+    wbufsize = 1 << 16  # headers and body leave in one write: no Nagle/delayed-ACK stall per answer
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
         length = int(self.headers.get("content-length") or 0)
