@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+# Fake servers (Ollama, OpenAI-compatible) as fixtures for every test: tests/fakes/fixtures.py.
+pytest_plugins = ["fakes.fixtures"]
+
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_DIR = REPO / "examples" / "dziri-echo"
 
