@@ -457,3 +457,64 @@ def test_config_masks_a_password_in_the_uri():
 
     data = {"store": {"use": "mongodb", "mongodb": {"uri": "mongodb://dziri:s3cr3t@db1:27017,db2/?replicaSet=rs0"}}}
     assert masked(data)["store"]["mongodb"]["uri"] == "mongodb://dziri:***@db1:27017,db2/?replicaSet=rs0"
+
+
+if REAL_URI:
+    EXPLAINABLE = {"find", "findAndModify", "delete", "update"}
+    NOT_FOR_EXPLAIN = {"lsid", "txnNumber", "writeConcern", "readConcern", "$db", "$clusterTime", "$readPreference"}
+
+    class CommandRecorder(pymongo.monitoring.CommandListener):
+        def __init__(self):
+            self.commands: list[dict] = []
+
+        def started(self, event):
+            if event.command_name in EXPLAINABLE:
+                self.commands.append({k: v for k, v in event.command.items() if k not in NOT_FOR_EXPLAIN})
+
+        def succeeded(self, event):
+            pass
+
+        def failed(self, event):
+            pass
+
+    def plan_stages(plan) -> list[str]:
+        if isinstance(plan, dict):
+            found = [plan["stage"]] if isinstance(plan.get("stage"), str) else []
+            return found + [stage for value in plan.values() for stage in plan_stages(value)]
+        if isinstance(plan, list):
+            return [stage for value in plan for stage in plan_stages(value)]
+        return []
+
+    def test_every_query_uses_an_index_on_the_real_server(monkeypatch, fresh_database, tmp_path):
+        # What the SQLite store checks with EXPLAIN QUERY PLAN: no operation the chat makes
+        # scans a collection or sorts in memory, so none slows down as the data grows.
+        recorder = CommandRecorder()
+        real_client = pymongo.MongoClient
+        monkeypatch.setattr(pymongo, "MongoClient",
+                            lambda *args, **kwargs: real_client(*args, event_listeners=[recorder], **kwargs))
+        plugin = open_plugin(REAL_URI, fresh_database(REAL_URI), tmp_path)
+        monkeypatch.setattr(pymongo, "MongoClient", real_client)
+        store = facade_for("store", plugin, "mongodb")
+        user_id, conversation_id, message_ids = seed(store)
+        store.find_user("amine")
+        store.get_user(user_id)
+        store.update_user(user_id, email="a@example.dz", password_hash="h2")
+        store.list_conversations(user_id, limit=5, offset=1)
+        store.update_conversation(user_id, conversation_id, "renamed")
+        store.get_conversation(user_id, conversation_id)
+        messages = store.list_messages(user_id, conversation_id, limit=2)
+        store.list_messages(user_id, conversation_id, limit=2, before=messages[0].id)
+        store.update_message(user_id, message_ids[0], "x", MessageStatus.COMPLETE)
+        store.delete_message(user_id, message_ids[0])
+        store.save_session("k", "d", datetime.now(UTC) + timedelta(hours=1))
+        store.load_session("k")
+        store.delete_session("k")
+        store.purge_sessions()
+        store.delete_conversation(user_id, conversation_id)
+        store.delete_user(user_id)
+        assert len(recorder.commands) > 20
+        for command in recorder.commands:
+            explained = plugin._db.command("explain", command, verbosity="queryPlanner")
+            stages = plan_stages(explained["queryPlanner"]["winningPlan"])
+            assert stages and "COLLSCAN" not in stages and "SORT" not in stages, f"{command}\n  -> {stages}"
+        store.close()
