@@ -31,6 +31,7 @@ class FakeOpenAI(FakeServer):
     model_fields: dict[str, dict] = field(default_factory=dict)  # extra fields per model in /v1/models
     api_key: str | None = None  # when set, requests must carry `Authorization: Bearer <api_key>`
     models_endpoint: bool = True  # False: /v1/models answers 404, as some servers do
+    ignore_stream: bool = False  # answer one whole completion even when asked to stream
 
     @property
     def base_url(self) -> str:
@@ -77,7 +78,7 @@ class OpenAIHandler(FakeHandler):
         stop = body.get("stop")
         reply = fake_reply(body["messages"], body.get("max_tokens"), [stop] if isinstance(stop, str) else stop,
                            fake.reply)
-        if not body.get("stream"):
+        if not body.get("stream") or fake.ignore_stream:
             self.send_json(200, {
                 "id": "chatcmpl-fake", "object": "chat.completion", "created": CREATED, "model": name,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.text},
