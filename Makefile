@@ -66,6 +66,7 @@ lint: install
 bench: install
 	$(BIN)/python bench/store.py
 	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/translate.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache $(FRONTEND)/node_modules $(FRONTEND)/dist

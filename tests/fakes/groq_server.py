@@ -129,6 +129,7 @@ class RecordedRequest:
     texts: dict[str, str]  # the texts asked for: {"1": ...} for a batch, {"": text} for one text
     prompt_tokens: int
     at: float  # the server's clock
+    completion_tokens: int = 0
     status: int = 0  # the status it was answered with
     fault: str = ""
 
@@ -197,6 +198,14 @@ class FakeGroqServer:
         return f"http://127.0.0.1:{self._httpd.server_address[1]}"
 
     # -- scripting and figures ----------------------------------------------------------
+    def reset(self) -> None:
+        """Forget every request and empty the rate-limit windows (a fresh minute)."""
+        with self._lock:
+            self.requests.clear()
+            self.faults.clear()
+            self._request_times.clear()
+            self._token_times.clear()
+
     def fail_next(self, *faults: Fault | str) -> None:
         self.faults.extend(Fault(f) if isinstance(f, str) else f for f in faults)
 
@@ -206,7 +215,12 @@ class FakeGroqServer:
 
     @property
     def prompt_tokens(self) -> int:
+        """Tokens sent, in every request (refused ones too)."""
         return sum(r.prompt_tokens for r in self.requests)
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(r.completion_tokens for r in self.requests)
 
     def status_counts(self) -> dict[int, int]:
         counts: dict[int, int] = {}
@@ -262,7 +276,7 @@ class FakeGroqServer:
         if limited is not None:
             return limited
         content, finish_reason = self._content(request, fault)
-        completion_tokens = count_tokens(content)
+        completion_tokens = request.completion_tokens = count_tokens(content)
         with self._lock:
             self._token_times.append((request.at, request.prompt_tokens + completion_tokens))
         if self.latency is not None:
