@@ -36,7 +36,7 @@ export default function AuthScreen({ notice, onAuthenticated }) {
       <div className="card auth-card">
         <h1 className="brand">dziri</h1>
         <p className="tagline" dir="auto">
-          A chatbot that understands Darija — <span lang="ar">واش راك؟</span> wach rak?
+          A chatbot that understands Darija — <bdi lang="ar">واش راك؟</bdi> wach rak?
         </p>
         {notice && (
           <p className="notice" role="status">

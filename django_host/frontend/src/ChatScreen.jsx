@@ -152,6 +152,20 @@ export default function ChatScreen({ user, onLoggedOut }) {
     }
   }, [activeId, loadMessages])
 
+  useEffect(() => {
+    // A pasted or edited address (/#/c/<id>) opens that conversation.
+    const onHashChange = () => {
+      const id = conversationFromHash()
+      if (id !== activeRef.current) {
+        if (streamRef.current) streamRef.current.left = true
+        setMessages([])
+        setActiveId(id)
+      }
+    }
+    window.addEventListener('hashchange', onHashChange)
+    return () => window.removeEventListener('hashchange', onHashChange)
+  }, [])
+
   useEffect(
     () => () => {
       streamRef.current?.controller.abort() // leaving the chat (log out): the server keeps what was written

@@ -121,7 +121,10 @@ export default function Sidebar({
         </button>
       </div>
       <button type="button" className="new-chat" aria-label="New conversation" onClick={onNew}>
-        <span aria-hidden="true">＋</span> New conversation
+        <svg viewBox="0 0 24 24" aria-hidden="true">
+          <path d="M12 5v14M5 12h14" />
+        </svg>
+        New conversation
       </button>
       <ul className="conversation-list">
         {conversations.map((conversation) => (

@@ -1,0 +1,415 @@
+"""The chat site as a person uses it: Debian's chromium (headless) on the real server.
+
+Most tests run on the echo backend ("echo: <your message>", one word per 50 ms) so that
+streaming is observable and deterministic; one runs on the embedded llama.cpp model.
+DZIRI_SCREENSHOTS=1 also writes the screenshots in docs/screenshots/.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+
+import pytest
+
+pytest.importorskip("playwright", reason="the browser tests need playwright (pip install -e '.[dev]')")
+from playwright.sync_api import expect  # noqa: E402
+
+PASSWORD = "sahbi-secret-42"
+_names = itertools.count()
+
+# Keeps, in the page, every distinct text the last reply showed while it streamed.
+RECORD_REPLY_TEXTS = """() => {
+  window.__replyTexts = []
+  const log = document.querySelector('[role=log]')
+  new MutationObserver(() => {
+    const replies = log.querySelectorAll('article[data-role=assistant] .bubble')
+    const text = replies.length ? replies[replies.length - 1].innerText.trim() : ''
+    const seen = window.__replyTexts
+    if (!text) seen.length = 0  // a new reply has started: only its own texts count
+    else if (seen[seen.length - 1] !== text) seen.push(text)
+  }).observe(log, {subtree: true, childList: true, characterData: true})
+}"""
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{os.getpid()}_{next(_names)}"
+
+
+def message_box(page):
+    return page.get_by_role("textbox", name="Message")
+
+
+def sign_up(page, username: str, password: str = PASSWORD) -> None:
+    page.goto("/")
+    page.get_by_role("button", name="Create an account").click()
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Email").fill(f"{username}@example.com")
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Create account").click()
+    expect(message_box(page)).to_be_visible()
+
+
+def log_in(page, username: str, password: str = PASSWORD) -> None:
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in", exact=True).click()
+
+
+def send(page, text: str) -> None:
+    box = message_box(page)
+    box.fill(text)
+    box.press("Enter")
+
+
+def replies(page):
+    return page.locator("article[data-role=assistant]")
+
+
+def user_messages(page):
+    return page.locator("article[data-role=user]")
+
+
+def wait_for_reply(page, status: str = "complete"):
+    reply = replies(page).last
+    expect(reply).to_have_attribute("data-status", status, timeout=60_000)
+    return reply
+
+
+def conversation_id(page) -> str:
+    match = re.search(r"#/c/([^/?#]+)", page.url)
+    assert match, f"no conversation in the address: {page.url}"
+    return match.group(1)
+
+
+def csrf_headers(context) -> dict[str, str]:
+    token = context.request.get("/api/auth/csrf").json()["csrf_token"]
+    cookie = next((c["value"] for c in context.cookies() if c["name"] == "csrftoken"), token)
+    return {"X-CSRFToken": cookie}
+
+
+def stored_messages(context, conversation: str) -> list[dict]:
+    response = context.request.get(f"/api/conversations/{conversation}/messages")
+    assert response.status == 200, response.text()
+    return response.json()["items"]
+
+
+def assert_grew_token_by_token(texts: list[str], final: str) -> None:
+    """The reply appeared in several steps, each a prefix of the next, ending in `final`."""
+    steps = [t for t in texts if final.startswith(t)]
+    assert steps and steps[-1] == final, texts
+    assert len(steps) >= 3, f"the reply did not stream: {texts}"
+    assert all(a != b and b.startswith(a) for a, b in itertools.pairwise(steps)), steps
+
+
+# ---- on the echo backend ------------------------------------------------------------
+
+
+def test_sign_up_send_and_watch_the_reply_stream(server, new_context):
+    page = new_context(server.url).new_page()
+    sign_up(page, unique("amine"))
+    page.evaluate(RECORD_REPLY_TEXTS)
+
+    send(page, "wach rak khouya?")
+
+    reply = wait_for_reply(page)
+    expect(reply.locator(".bubble")).to_have_text("echo: wach rak khouya?")
+    texts = page.evaluate("window.__replyTexts")
+    assert_grew_token_by_token(texts, "echo: wach rak khouya?")
+    expect(user_messages(page)).to_have_text(["wach rak khouya?"])
+    # The new conversation is in the sidebar, named by its first message, and in the address.
+    sidebar = page.get_by_role("navigation", name="Conversations")
+    expect(sidebar.get_by_role("button", name="wach rak khouya?", exact=True)).to_be_visible()
+    assert conversation_id(page)
+    expect(message_box(page)).to_have_value("")
+
+
+def test_enter_sends_shift_enter_adds_a_line_and_the_input_grows(server, new_context):
+    page = new_context(server.url).new_page()
+    sign_up(page, unique("lina"))
+    box = message_box(page)
+    one_line = box.bounding_box()["height"]
+    box.press_sequentially("salam")
+    box.press("Shift+Enter")
+    box.press_sequentially("labas?")
+    box.press("Shift+Enter")
+    box.press_sequentially("w nta?")
+    expect(box).to_have_value("salam\nlabas?\nw nta?")
+    assert box.bounding_box()["height"] > one_line * 1.8
+    expect(user_messages(page)).to_have_count(0)
+
+    box.press("Enter")
+    expect(user_messages(page)).to_have_text(["salam\nlabas?\nw nta?"])
+    wait_for_reply(page)
+    expect(box).to_have_value("")
+    assert box.bounding_box()["height"] <= one_line + 1
+
+
+def test_stop_a_long_reply_keeps_the_partial_text(server, new_context):
+    context = new_context(server.url)
+    page = context.new_page()
+    sign_up(page, unique("yacine"))
+    long_message = " ".join(f"kelma{i}" for i in range(200))  # 10 s of reply at 50 ms a word
+
+    send(page, long_message)
+    reply = replies(page).last
+    expect(reply.locator(".bubble")).to_contain_text("kelma3")
+    page.get_by_role("button", name="Stop reply").click()
+
+    wait_for_reply(page, "partial")
+    expect(reply).to_contain_text("incomplete")
+    page.wait_for_timeout(1_500)  # past the stop's grace period and the re-read from the server
+    shown = reply.locator(".bubble").inner_text().strip()
+    assert shown.startswith("echo: kelma0 kelma1") and "kelma199" not in shown
+    page.wait_for_timeout(500)
+    assert reply.locator(".bubble").inner_text().strip() == shown  # it stopped
+    expect(page.get_by_role("button", name="Send message")).to_be_visible()
+
+    stored = stored_messages(context, conversation_id(page))
+    assert [m["role"] for m in stored] == ["user", "assistant"]
+    assert stored[-1]["status"] == "partial"
+    assert stored[-1]["content"].strip() == shown
+
+    page.reload()
+    reply = wait_for_reply(page, "partial")
+    expect(reply.locator(".bubble")).to_have_text(shown)
+    expect(reply).to_contain_text("incomplete")
+
+
+def test_regenerate_replaces_the_last_reply(server, new_context):
+    context = new_context(server.url)
+    page = context.new_page()
+    sign_up(page, unique("sara"))
+    send(page, "3awed men lowel")
+    wait_for_reply(page)
+    page.evaluate(RECORD_REPLY_TEXTS)
+
+    page.get_by_role("button", name="Regenerate reply").click()
+
+    expect(page.get_by_role("button", name="Stop reply")).to_be_visible()
+    reply = wait_for_reply(page)
+    expect(reply.locator(".bubble")).to_have_text("echo: 3awed men lowel")
+    expect(replies(page)).to_have_count(1)
+    assert_grew_token_by_token(page.evaluate("window.__replyTexts"), "echo: 3awed men lowel")
+    stored = stored_messages(context, conversation_id(page))
+    assert [m["content"] for m in stored] == ["3awed men lowel", "echo: 3awed men lowel"]
+
+
+def test_history_survives_a_reload_and_a_server_restart(server, new_context):
+    page = new_context(server.url).new_page()
+    sign_up(page, unique("karim"))
+    send(page, "ya kho, rani hna")
+    wait_for_reply(page)
+    first = conversation_id(page)
+
+    page.reload()
+    expect(user_messages(page)).to_have_text(["ya kho, rani hna"])
+    expect(replies(page).locator(".bubble")).to_have_text(["echo: ya kho, rani hna"])
+
+    # A new chat, then back to the first one from the sidebar.
+    page.get_by_role("button", name="New conversation", exact=True).click()
+    expect(user_messages(page)).to_have_count(0)
+    sidebar = page.get_by_role("navigation", name="Conversations")
+    sidebar.get_by_role("button", name="ya kho, rani hna", exact=True).click()
+    expect(replies(page).locator(".bubble")).to_have_text(["echo: ya kho, rani hna"])
+    assert conversation_id(page) == first
+
+    server.restart()
+    page.goto("/")  # still logged in: sessions live in the store
+    sidebar.get_by_role("button", name="ya kho, rani hna", exact=True).click()
+    expect(replies(page).locator(".bubble")).to_have_text(["echo: ya kho, rani hna"])
+
+
+def test_the_server_going_away_is_said_and_the_message_is_kept(server, new_context):
+    page = new_context(server.url).new_page()
+    sign_up(page, unique("nadia"))
+    server.stop()
+    try:
+        send(page, "rak hna?")
+        expect(page.get_by_role("alert")).to_contain_text("Cannot reach the dziri server")
+        expect(message_box(page)).to_have_value("rak hna?")  # not lost: back in the input
+        expect(user_messages(page)).to_have_count(0)
+    finally:
+        server.start()
+    page.get_by_role("button", name="Send message").click()
+    expect(wait_for_reply(page).locator(".bubble")).to_have_text("echo: rak hna?")
+
+
+def test_log_out_and_back_in(server, new_context, screenshot):
+    page = new_context(server.url).new_page()
+    username = unique("meriem")
+    sign_up(page, username)
+    send(page, "saha ftourkom")
+    wait_for_reply(page)
+
+    page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_role("form", name="Log in")).to_be_visible()
+    assert page.context.request.get("/api/auth/me").status == 401
+    screenshot(page, "login")
+
+    log_in(page, username, "not-the-password")
+    expect(page.get_by_role("alert")).to_be_visible()
+    expect(message_box(page)).to_have_count(0)
+
+    log_in(page, username)
+    sidebar = page.get_by_role("navigation", name="Conversations")
+    sidebar.get_by_role("button", name="saha ftourkom", exact=True).click()
+    expect(replies(page).locator(".bubble")).to_have_text(["echo: saha ftourkom"])
+
+
+def test_an_ended_session_goes_back_to_the_login_screen(server, new_context):
+    context = new_context(server.url)
+    page = context.new_page()
+    sign_up(page, unique("walid"))
+    # Logged out elsewhere (another tab): the page's next call gets 401.
+    assert context.request.post("/api/auth/logout", headers=csrf_headers(context)).status == 204
+    send(page, "mazal?")
+    expect(page.get_by_role("form", name="Log in")).to_be_visible()
+    expect(page.get_by_role("status")).to_contain_text("session has ended")
+
+
+def test_a_second_user_cannot_see_the_first_users_conversation(server, new_context):
+    first = new_context(server.url).new_page()
+    sign_up(first, unique("anis"))
+    send(first, "sirr bini w binek")
+    wait_for_reply(first)
+    secret = conversation_id(first)
+
+    second_context = new_context(server.url)
+    second = second_context.new_page()
+    sign_up(second, unique("rym"))
+    sidebar = second.get_by_role("navigation", name="Conversations")
+    expect(sidebar).to_contain_text("No conversations yet.")
+
+    second.goto(f"/#/c/{secret}")
+    expect(second.get_by_role("status")).to_contain_text("does not exist")
+    expect(second.get_by_text("sirr bini w binek")).to_have_count(0)
+    for path in (f"/api/conversations/{secret}", f"/api/conversations/{secret}/messages"):
+        assert second_context.request.get(path).status == 404, path
+    headers = csrf_headers(second_context)
+    assert second_context.request.delete(f"/api/conversations/{secret}", headers=headers).status == 404
+    assert second_context.request.post(
+        f"/api/conversations/{secret}/messages", headers=headers, data={"content": "hi"}
+    ).status == 404
+    # ...and the first user still has it, untouched.
+    assert [m["content"] for m in stored_messages(first.context, secret)] == [
+        "sirr bini w binek",
+        "echo: sirr bini w binek",
+    ]
+
+
+def test_arabic_script_reads_right_to_left_and_arabizi_left_to_right(server, new_context):
+    page = new_context(server.url).new_page()
+    sign_up(page, unique("hakim"))
+    direction = "el => getComputedStyle(el).direction"
+
+    message_box(page).fill("واش راك خويا؟")
+    assert message_box(page).evaluate(direction) == "rtl"
+    message_box(page).press("Enter")
+    wait_for_reply(page)
+    send(page, "wach rak khouya?")
+    wait_for_reply(page)
+
+    bubbles = user_messages(page).locator(".bubble")
+    expect(bubbles).to_have_text(["واش راك خويا؟", "wach rak khouya?"])
+    assert bubbles.nth(0).get_attribute("dir") == "auto"
+    assert bubbles.nth(0).evaluate(direction) == "rtl"
+    assert bubbles.nth(1).evaluate(direction) == "ltr"
+    assert replies(page).nth(1).locator(".bubble").evaluate(direction) == "ltr"
+    message_box(page).fill("salam")
+    assert message_box(page).evaluate(direction) == "ltr"
+
+
+def test_replies_render_markdown_and_never_raw_html(server, new_context):
+    page = new_context(server.url).new_page()
+    sign_up(page, unique("sofiane"))
+    send(page, '**mlih** w `code` <img src=x onerror="window.__xss=1"> <script>window.__xss=2</script>')
+
+    bubble = wait_for_reply(page).locator(".bubble")
+    expect(bubble.locator("strong")).to_have_text("mlih")
+    expect(bubble.locator("code")).to_have_text("code")
+    expect(bubble.locator("img, script")).to_have_count(0)
+    expect(bubble).to_contain_text('<img src=x onerror="window.__xss=1">')  # shown as text
+    assert page.evaluate("window.__xss") is None
+
+
+def test_conversations_newest_first_rename_and_delete(server, new_context):
+    context = new_context(server.url)
+    page = context.new_page()
+    sign_up(page, unique("ilyes"))
+    sidebar = page.get_by_role("navigation", name="Conversations")
+    titles = sidebar.locator(".conversation-title")
+    send(page, "lowla")
+    wait_for_reply(page)
+    page.get_by_role("button", name="New conversation", exact=True).click()
+    send(page, "thania")
+    wait_for_reply(page)
+    expect(titles).to_have_text(["thania", "lowla"])
+
+    sidebar.get_by_role("button", name="lowla", exact=True).click()
+    send(page, "mazal")
+    wait_for_reply(page)
+    expect(titles).to_have_text(["lowla", "thania"])  # the one just used comes first
+
+    sidebar.get_by_role("button", name="Rename lowla").click()
+    title_box = sidebar.get_by_role("textbox", name="New title for lowla")
+    title_box.fill("El mouhim")
+    title_box.press("Enter")
+    expect(titles).to_have_text(["El mouhim", "thania"])
+    expect(page.get_by_role("heading", name="El mouhim")).to_be_visible()
+
+    sidebar.get_by_role("button", name="Delete thania").click()
+    sidebar.get_by_role("button", name="Confirm delete thania").click()
+    expect(titles).to_have_text(["El mouhim"])
+
+    page.reload()
+    expect(titles).to_have_text(["El mouhim"])
+    listed = context.request.get("/api/conversations").json()["items"]
+    assert [c["title"] for c in listed] == ["El mouhim"]
+
+
+def test_phone_width(server, new_context, screenshot):
+    context = new_context(
+        server.url, viewport={"width": 375, "height": 740}, device_scale_factor=2, is_mobile=True, has_touch=True
+    )
+    page = context.new_page()
+    sign_up(page, unique("phone"))
+    sidebar = page.get_by_role("navigation", name="Conversations")
+    expect(sidebar).to_be_hidden()
+    send(page, "wach rak khouya? ça va?")
+    wait_for_reply(page)
+    send(page, "واش راك؟")
+    wait_for_reply(page)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375  # nothing sticks out sideways
+    screenshot(page, "phone")
+
+    page.get_by_role("button", name="Show conversations").click()
+    expect(sidebar).to_be_visible()
+    expect(sidebar.get_by_role("button", name="wach rak khouya? ça va?", exact=True)).to_be_visible()
+    screenshot(page, "phone-sidebar")
+    page.get_by_role("button", name="New conversation", exact=True).click()
+    expect(sidebar).to_be_hidden()
+    expect(user_messages(page)).to_have_count(0)
+
+    page.get_by_role("button", name="Show conversations").click()
+    sidebar.get_by_role("button", name="wach rak khouya? ça va?", exact=True).click()
+    expect(sidebar).to_be_hidden()
+    expect(user_messages(page)).to_have_count(2)
+
+
+# ---- on the embedded model (llama.cpp, SmolLM2) ----------------------------------------
+
+
+def test_a_streamed_reply_from_the_embedded_model(model_server, new_context, screenshot):
+    page = new_context(model_server.url, viewport={"width": 1100, "height": 720}).new_page()
+    sign_up(page, unique("dziri"))
+    page.evaluate(RECORD_REPLY_TEXTS)
+
+    send(page, "wach rak khouya?")
+
+    reply = wait_for_reply(page)
+    final = reply.locator(".bubble").inner_text().strip()
+    assert final
+    assert_grew_token_by_token(page.evaluate("window.__replyTexts"), final)
+    screenshot(page, "chat")
