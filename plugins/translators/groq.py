@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import groq
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from dziri.core.errors import ConfigError, TranslatorError
 from dziri.core.hookspecs import hookimpl
@@ -70,8 +70,7 @@ class GroqSettings(BaseModel):
     model: str = Field("llama-3.3-70b-versatile", min_length=1, description="a chat model served by Groq")
     base_url: str = Field(
         default_factory=_default_base_url,
-        min_length=1,
-        description="default: $GROQ_BASE_URL when set, else https://api.groq.com",
+        description="empty or absent: $GROQ_BASE_URL when set, else https://api.groq.com",
     )
     api_key_env: str = Field("GROQ_API_KEY", min_length=1, description="the environment variable holding the key")
     batch_size: int = Field(25, ge=1, le=100, description="segments per request (1,000 segments: 40 requests)")
@@ -83,6 +82,11 @@ class GroqSettings(BaseModel):
     max_wait_s: float = Field(
         600.0, ge=0, description="longest rate-limit pause; a longer one (a spent daily quota) stops the run"
     )
+
+    @field_validator("base_url", mode="before")
+    @classmethod
+    def _empty_base_url_means_the_default(cls, value):
+        return value.strip() or _default_base_url() if isinstance(value, str) else value
 
 
 @dataclass

@@ -416,6 +416,7 @@ def test_base_url_defaults_to_groq_or_the_groq_base_url_variable(monkeypatch, se
     assert settings.base_url == server.url
     plugin = GroqTranslator(settings, PluginContext(data_dir=tmp_path))
     assert_translated(segments(2), translate(plugin, segments(2)))
+    assert GroqTranslator.Settings(base_url="").base_url == server.url
     assert GroqTranslator.Settings(base_url="http://127.0.0.1:1").base_url == "http://127.0.0.1:1"  # config wins
 
 
