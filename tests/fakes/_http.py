@@ -12,6 +12,8 @@ import json
 import re
 import socket
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
@@ -64,8 +66,10 @@ def fake_reply(messages: list[dict], max_tokens: int | None, stop: list[str] | N
 
 
 class _Server(ThreadingHTTPServer):
-    daemon_threads = True  # never keeps the interpreter alive ...
-    block_on_close = True  # ... but server_close() still joins every handler thread
+    # socketserver only tracks (and server_close() only joins) non-daemon handler threads.
+    # Every wait in a handler is bounded and ends when the server stops, so joining is quick.
+    daemon_threads = False
+    block_on_close = True
     fake: FakeServer
 
 
@@ -273,3 +277,29 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+@contextmanager
+def unanswered_port(fillers: int = 4) -> Iterator[int]:
+    """A port on 127.0.0.1 whose connection queue is full, so a new connection is neither
+    accepted nor refused: what a firewalled or unreachable host looks like to a client
+    (it waits for its connect timeout)."""
+    listener = socket.socket()
+    held: list[socket.socket] = []
+    try:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        for _ in range(fillers):
+            filler = socket.socket()
+            filler.setblocking(False)
+            try:
+                filler.connect(("127.0.0.1", port))
+            except BlockingIOError:
+                pass
+            held.append(filler)
+        yield port
+    finally:
+        for filler in held:
+            filler.close()
+        listener.close()

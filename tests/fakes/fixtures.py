@@ -17,11 +17,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from ._http import free_port
+from ._http import free_port, unanswered_port
 from .ollama_server import FakeModel, FakeOllama
 from .openai_server import FakeOpenAI
 
-__all__ = ["FakeModel", "FakeOllama", "FakeOpenAI", "fake_ollama", "fake_openai", "free_port"]
+__all__ = ["FakeModel", "FakeOllama", "FakeOpenAI", "fake_ollama", "fake_openai", "free_port", "unanswered_port"]
 
 
 @pytest.fixture

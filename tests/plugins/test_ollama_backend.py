@@ -7,10 +7,11 @@ real server when DZIRI_TEST_OLLAMA_HOST is set."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import pytest
-from fakes.fixtures import FakeModel, free_port
+from fakes.fixtures import FakeModel, FakeOllama, free_port, unanswered_port
 
 from dziri.core.app import App
 from dziri.core.errors import BackendError, ConfigError, ModelError
@@ -187,6 +188,16 @@ def test_a_server_that_is_down_fails_quickly_naming_the_host(tmp_path):
         assert f"cannot connect to Ollama at {host}" in message and "ollama serve" in message
 
 
+def test_a_host_that_does_not_accept_the_connection_times_out(tmp_path):
+    with unanswered_port() as port:
+        host = f"http://127.0.0.1:{port}"
+        started = time.monotonic()
+        with pytest.raises(BackendError) as error:
+            make(host, tmp_path, connect_timeout_s=0.3).backend_model_info()
+        assert time.monotonic() - started < 3
+    assert f"cannot connect to Ollama at {host}: no answer within 0.3 s" in one_line(error)
+
+
 def test_a_server_that_does_not_answer_times_out(fake_ollama, tmp_path):
     fake_ollama.delay_before_response_s = 5
     plugin = make(fake_ollama.host, tmp_path, timeout_s=0.3)
@@ -235,6 +246,16 @@ def test_closing_the_stream_early_closes_the_http_response(fake_ollama, tmp_path
     stream.close()
     # The server notices at its next writes, long before its 400 pieces (8 s) are sent.
     assert fake_ollama.client_gone.wait(5), "the server kept streaming to a closed response"
+
+
+def test_the_fake_server_stops_with_no_thread_left_behind(tmp_path):
+    # What every test using `fake_ollama` relies on, even when it leaves a stream open.
+    with FakeOllama() as fake:
+        fake.token_delay_s = 0.05
+        open_stream = make(fake.host, tmp_path).backend_chat([user("kelma " * 100)], GenerationOptions())
+        next(open_stream)
+    assert not [t for t in threading.enumerate() if "process_request" in t.name or t.name == "FakeOllama"]
+    open_stream.close()
 
 
 # -- through the application --------------------------------------------------------------

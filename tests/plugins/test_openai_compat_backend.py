@@ -10,7 +10,7 @@ import os
 import time
 
 import pytest
-from fakes.fixtures import free_port
+from fakes.fixtures import free_port, unanswered_port
 
 from dziri.core.app import App
 from dziri.core.errors import BackendError, ConfigError, ModelError
@@ -200,6 +200,16 @@ def test_a_server_that_is_down_fails_quickly_naming_the_url(tmp_path):
             call()
         assert f"cannot connect to the OpenAI-compatible server at {base_url}" in one_line(error)
     assert time.monotonic() - started < 5
+
+
+def test_a_host_that_does_not_accept_the_connection_times_out(tmp_path):
+    with unanswered_port() as port:
+        base_url = f"http://127.0.0.1:{port}/v1"
+        started = time.monotonic()
+        with pytest.raises(BackendError) as error:
+            reply(make(base_url, tmp_path, connect_timeout_s=0.3))
+        assert time.monotonic() - started < 3
+    assert f"at {base_url}: no answer within 0.3 s" in one_line(error)
 
 
 def test_a_server_that_does_not_answer_times_out(fake_openai, tmp_path):
