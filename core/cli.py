@@ -244,6 +244,19 @@ def delete_conversation(conversation_id: str, yes: bool) -> None:
     click.echo(f"deleted {conversation.id}")
 
 
+@cli.command()
+@click.option("--host", help="Address to listen on (default: web.host, 127.0.0.1).")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port (default: web.port, 8000).")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Server processes; each loads its own model.")
+@click.pass_obj
+def serve(session: Session, host: str | None, port: int | None, workers: int) -> None:
+    """Serve the chat site and its API (uvicorn, Django)."""
+    from dziri.django_host.server import serve as run_server  # Django loads only for this command
+
+    run_server(session.config_path, host, port, workers)
+
+
 def _add_plugin_commands() -> None:
     pm = new_plugin_manager()
     for name, plugin in registry.load_extensions().plugins.items():

@@ -64,6 +64,20 @@ class ChatSettings(BaseModel):
     local_user: str = Field(default="local", min_length=1)  # whose history `dziri chat` keeps
 
 
+class WebSettings(BaseModel):
+    """`[web]`: the chat site that `dziri serve` runs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=8000, ge=1, le=65535)
+    max_concurrent_replies: int = Field(default=1, ge=1)  # replies generated at once, per server process
+    max_waiting: int = Field(default=8, ge=0)  # more may wait for the model; beyond that the API answers 503
+    secret_key_file: str = ""  # empty: <data dir>/secret_key (0600); $DZIRI_SECRET_KEY wins over the file
+    allowed_hosts: list[str] = Field(default_factory=list)  # besides localhost and `host`
+    csrf_trusted_origins: list[str] = Field(default_factory=list)  # e.g. "https://chat.example.org" behind a proxy
+
+
 class DziriConfig(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DZIRI_", env_nested_delimiter="__", extra="forbid")
 
@@ -71,6 +85,7 @@ class DziriConfig(BaseSettings):
     store: RoleSection = RoleSection(use=DEFAULT_PLUGINS["store"])
     translator: RoleSection = RoleSection(use=DEFAULT_PLUGINS["translator"])
     chat: ChatSettings = ChatSettings()
+    web: WebSettings = WebSettings()
     data_dir: str = ""  # empty: the user data dir
 
     @model_validator(mode="before")

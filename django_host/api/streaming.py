@@ -1,0 +1,96 @@
+"""A reply as Server-Sent Events.
+
+The model never runs on the event loop: a worker thread of its own waits for the reply's
+turn at the gate, iterates the ReplyStream and hands each piece to the loop through an
+asyncio.Queue; the response's async iterator turns them into events. The thread is
+started before the response is returned, so a reply whose response is never iterated
+still finishes, is stored and frees its place.
+
+A stop (POST …/stop) or a client disconnect (the iterator is closed or cancelled) calls
+`ReplyStream.stop()`: the thread ends at the next piece, and ChatService stores what was
+generated as partial.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+
+from dziri.core.chat import ReplyStream
+from dziri.core.errors import BackendError, DziriError
+from dziri.core.models import Message
+
+from ..errors import error_body
+from ..host import Host, Ticket
+
+log = logging.getLogger(__name__)
+
+KEEPALIVE_S = 15.0  # a comment line while waiting, so that proxies keep the connection open
+
+
+def event(name: str, data: dict) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+def message_json(message: Message | None) -> dict | None:
+    return None if message is None else message.model_dump(mode="json", exclude={"user_id"})
+
+
+def start_reply(host: Host, stream: ReplyStream, ticket: Ticket, key: tuple[str, str]) -> AsyncIterator[bytes]:
+    """Start generating in a worker thread; return the events for the response."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
+
+    def emit(kind: str, payload: object = None) -> None:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, (kind, payload))
+        except RuntimeError:  # the loop is gone (server shutting down): nobody is listening
+            stream.stop()
+
+    def generate() -> None:
+        try:
+            if not ticket.wait_turn():
+                return  # the client left while waiting: nothing was generated, nothing to store
+            with stream:  # closes the generator (and so frees the backend) even on failure
+                for piece in stream:
+                    emit("token", piece)
+            emit("done", stream.message)
+        except DziriError as exc:
+            emit("error", (exc, stream.message))
+        except Exception as exc:  # ChatService wraps backend failures; this is a bug or a store failure
+            log.exception("reply failed")
+            emit("error", (BackendError(f"the reply failed: {type(exc).__name__}"), stream.message))
+        finally:
+            ticket.release()
+            host.streams.release(key)
+
+    host.start_worker(generate, name=f"dziri-reply-{key[1][:12]}")
+    return _events(stream, ticket, queue)
+
+
+async def _events(stream: ReplyStream, ticket: Ticket, queue: asyncio.Queue) -> AsyncIterator[bytes]:
+    try:
+        if stream.user_message is not None:
+            yield event("user_message", message_json(stream.user_message))
+        while True:
+            try:
+                kind, payload = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+            except TimeoutError:
+                yield b": waiting\n\n"
+                continue
+            if kind == "token":
+                yield event("token", {"text": payload})
+            elif kind == "done":
+                yield event("done", {"message": message_json(payload)})
+                return
+            elif kind == "error":
+                exc, message = payload
+                yield event("error", {**error_body(exc.code, str(exc)), "message": message_json(message)})
+                return
+    finally:
+        # The end, a stop, or the client gone (aclose() or cancellation): either way the
+        # thread must not go on generating for nobody. Harmless after a normal end.
+        stream.stop()
+        ticket.cancel()

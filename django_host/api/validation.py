@@ -1,0 +1,89 @@
+"""Input checks for the API: every field's type and size, with one clear 400 each."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import EmailValidator
+
+from dziri.core.errors import ValidationError
+
+USERNAME = re.compile(r"[A-Za-z0-9_.-]{3,40}")
+USERNAME_MAX = 40
+EMAIL_MAX = 254
+PASSWORD_MIN, PASSWORD_MAX = 8, 128
+TITLE_MAX = 200
+ID_MAX = 128  # longer than any store's ids: refused as unknown without asking the store
+_email = EmailValidator()
+
+
+def json_object(request) -> dict:
+    if not request.body:
+        return {}
+    try:
+        data = json.loads(request.body)
+    except ValueError:
+        raise ValidationError("the request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ValidationError("the request body must be a JSON object")
+    return data
+
+
+def text(data: dict, name: str, required: bool = True) -> str | None:
+    value = data.get(name)
+    if value is None:
+        if required:
+            raise ValidationError(f"'{name}' is required")
+        return None
+    if not isinstance(value, str):
+        raise ValidationError(f"'{name}' must be a string")
+    return value
+
+
+def username(value: str) -> str:
+    if not USERNAME.fullmatch(value):
+        raise ValidationError(
+            f"the username must be 3 to {USERNAME_MAX} characters: letters, digits, '_', '.' or '-'"
+        )
+    return value
+
+
+def email(value: str) -> str:
+    value = value.strip()
+    if len(value) > EMAIL_MAX:
+        raise ValidationError(f"the email address is longer than {EMAIL_MAX} characters")
+    try:
+        _email(value)
+    except DjangoValidationError:
+        raise ValidationError("the email address is not valid") from None
+    return value
+
+
+def password(value: str) -> str:
+    if not PASSWORD_MIN <= len(value) <= PASSWORD_MAX:
+        raise ValidationError(f"the password must be {PASSWORD_MIN} to {PASSWORD_MAX} characters")
+    return value
+
+
+def title(value: str, allow_empty: bool) -> str:
+    value = " ".join(value.split())
+    if not value and not allow_empty:
+        raise ValidationError("the title must not be empty")
+    if len(value) > TITLE_MAX:
+        raise ValidationError(f"the title is longer than {TITLE_MAX} characters")
+    return value
+
+
+def integer(request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.GET.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValidationError(f"'{name}' must be an integer") from None
+    if not low <= value <= high:
+        raise ValidationError(f"'{name}' must be between {low} and {high}")
+    return value
