@@ -50,11 +50,14 @@ browser:
 	  || { [ -z "$$CI" ] && echo "warning: could not install chromium; the browser tests will be skipped"; }; \
 	fi
 
-# Until the web host lands, `make run` is the terminal chat on the embedded defaults.
+# The chat site at http://127.0.0.1:8000 on the embedded defaults (`dziri serve`; its
+# --host/--port/--workers and the [web] config section change that).
 run: install frontend
-	$(BIN)/dziri chat
+	$(BIN)/dziri serve
 
-chat: run
+# The same chat in the terminal.
+chat: install
+	$(BIN)/dziri chat
 
 test: install frontend browser
 	$(BIN)/ruff check .
