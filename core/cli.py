@@ -8,6 +8,8 @@ from functools import cached_property
 
 import click
 
+from dziri.training.cli import data
+
 from . import registry
 from .app import App
 from .config import load_config, masked
@@ -255,6 +257,9 @@ def serve(session: Session, host: str | None, port: int | None, workers: int) ->
     from dziri.django_host.server import serve as run_server  # Django loads only for this command
 
     run_server(session.config_path, host, port, workers)
+
+
+cli.add_command(data)  # `dziri data clean|translate`: the training pipeline's data steps
 
 
 def _add_plugin_commands() -> None:

@@ -1,0 +1,92 @@
+"""`dziri data …`: the data steps of the training pipeline. Only click is imported here;
+each command imports its module when it runs, so `dziri --help` stays fast."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+FORMATS = ("json", "jsonl", "csv", "tsv", "txt", "hf")  # as in training/sources.py
+
+
+@click.group()
+def data() -> None:
+    """Prepare training data: clean raw Darija texts, then translate them."""
+
+
+@data.command()
+@click.argument("source", metavar="IN")
+@click.argument("output", metavar="OUT", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(FORMATS),
+              help="Input format (default: from the file name; owner/name or hf:name is a Hugging Face dataset).")
+@click.option("--column", help="The field or column that holds the text (default: detected).")
+@click.option("--split", default="train", show_default=True, help="Split of a Hugging Face dataset.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def clean(source: str, output: str, fmt: str | None, column: str | None, split: str, as_json: bool) -> None:
+    """Clean raw texts from IN into OUT as {"segments": [{"id", "text"}]}.
+
+    IN is a JSON, JSONL, CSV, TSV or text file, or a Hugging Face dataset name (needs
+    pip install 'dziri[train]'). Removes links, @mentions, emojis, hashtag signs, extra
+    whitespace, empty lines and duplicates; keeps Arabic script, Latin script with its
+    accents and every digit (Arabizi: 3lach, 7aja, 9lbi). Ids are a hash of the text.
+    """
+    from .clean import clean_file
+
+    report = clean_file(source, output, fmt=fmt, column=column, split=split)
+    click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) if as_json else report.render())
+
+
+@data.command()
+@click.argument("source", metavar="IN", type=click.Path(dir_okay=False))
+@click.argument("output", metavar="OUT", type=click.Path(dir_okay=False))
+@click.option("--limit", type=click.IntRange(min=0), help="Translate at most this many more segments.")
+@click.option("--batch-size", type=click.IntRange(1, 1000), default=20, show_default=True,
+              help="Segments per translator call (and per checkpoint write).")
+@click.option("--source-language", default="Algerian Arabic (Darija)", show_default=True)
+@click.option("--target-language", default="English", show_default=True)
+@click.option("--max-failed-batches", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Stop after this many batches fail in a row (a spent quota, a dead server).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def translate(source: str, output: str, limit: int | None, batch_size: int, source_language: str,
+              target_language: str, max_failed_batches: int, as_json: bool) -> None:
+    """Add a translation to every segment of IN, through the configured translator, into OUT.
+
+    Crash-safe: finished batches go to OUT.partial.jsonl as they arrive; run the same
+    command again after a crash, a Ctrl+C or a failure and only what is missing is sent.
+    Exits 1 when segments failed (listed, with the reason).
+    """
+    from dziri.core.errors import TranslatorError
+
+    from .checkpoint import checkpoint_path
+    from .translate import translate_file
+
+    try:
+        report = translate_file(source, output, _translator, batch_size=batch_size, limit=limit,
+                                source_language=source_language, target_language=target_language,
+                                max_failed_batches=max_failed_batches)
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted: finished batches are kept in {checkpoint_path(output)}; "
+                   "run the same command again to go on", err=True)
+        raise SystemExit(130) from None
+    click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) if as_json else report.render())
+    if report.failed or report.stopped:
+        raise TranslatorError(
+            f"{report.failed} segment(s) failed to translate{' and the run stopped early' if report.stopped else ''}"
+            f"; {output} holds the {report.total - report.missing} translated so far: run the same command "
+            "again to retry only the missing ones"
+        )
+
+
+def _translator():
+    """The App's translator: the one in `dziri`'s session, or a fresh App when this group
+    runs on its own."""
+    ctx = click.get_current_context()
+    session = ctx.find_root().obj
+    if session is not None and hasattr(session, "app"):
+        return session.app.translator
+    from dziri.core.app import App
+
+    app = App()
+    ctx.call_on_close(app.close)
+    return app.translator
