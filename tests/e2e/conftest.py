@@ -62,8 +62,9 @@ def free_port() -> int:
 class Server:
     """`dziri serve` on a free loopback port, over one data dir that outlives restarts."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str]):
+    def __init__(self, data_dir: Path, env: dict[str, str], expect_healthy: bool = True):
         self.data_dir = data_dir
+        self.expect_healthy = expect_healthy  # False: up once /api/health answers at all
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = data_dir.parent / f"server-{self.port}.log"
@@ -96,6 +97,9 @@ class Server:
                 with urllib.request.urlopen(f"{self.url}/api/health", timeout=2) as response:
                     if response.status == 200 and json.load(response).get("status") == "ok":
                         return
+            except urllib.error.HTTPError as error:
+                if error.code == 503 and not self.expect_healthy:
+                    return
             except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError):
                 pass
             time.sleep(0.2)
@@ -123,10 +127,10 @@ class Server:
             return "(no log)"
 
 
-def _serve(tmp_path_factory, name: str, env: dict[str, str]):
+def _serve(tmp_path_factory, name: str, env: dict[str, str], expect_healthy: bool = True):
     _require_browser()
     base = tmp_path_factory.mktemp(name)
-    server = Server(base / "data", env)
+    server = Server(base / "data", env, expect_healthy)
     server.data_dir.mkdir()
     server.start()
     try:
@@ -143,6 +147,32 @@ def server(tmp_path_factory):
         tmp_path_factory,
         "site-echo",
         {"DZIRI_BACKEND": "echo", "DZIRI_BACKEND__ECHO__DELAY_S": "0.05"},
+    )
+
+
+@pytest.fixture(scope="module")
+def busy_server(tmp_path_factory):
+    """The echo site with room for one reply and no waiting line: a second reply gets 503."""
+    yield from _serve(
+        tmp_path_factory,
+        "site-busy",
+        {
+            "DZIRI_BACKEND": "echo",
+            "DZIRI_BACKEND__ECHO__DELAY_S": "0.05",
+            "DZIRI_WEB__MAX_CONCURRENT_REPLIES": "1",
+            "DZIRI_WEB__MAX_WAITING": "0",
+        },
+    )
+
+
+@pytest.fixture(scope="module")
+def unavailable_server(tmp_path_factory):
+    """The site on an Ollama backend with no Ollama behind it: health says unavailable."""
+    yield from _serve(
+        tmp_path_factory,
+        "site-no-model",
+        {"DZIRI_BACKEND": "ollama", "DZIRI_BACKEND__OLLAMA__HOST": f"http://127.0.0.1:{free_port()}"},
+        expect_healthy=False,
     )
 
 

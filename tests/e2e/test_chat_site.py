@@ -398,6 +398,68 @@ def test_phone_width(server, new_context, screenshot):
     expect(user_messages(page)).to_have_count(2)
 
 
+def test_auto_scroll_follows_the_reply_unless_the_user_scrolled_up(server, new_context):
+    page = new_context(server.url, viewport={"width": 900, "height": 560}).new_page()
+    sign_up(page, unique("scroll"))
+    log = page.get_by_role("log", name="Messages")
+    gap_to_bottom = "el => el.scrollHeight - el.scrollTop - el.clientHeight"
+    send(page, " ".join(f"kelma{i}" for i in range(160)))  # a reply taller than the window
+
+    page.wait_for_function(
+        "() => { const el = document.querySelector('[role=log]'); return el.scrollHeight > el.clientHeight + 300 }"
+    )
+    assert log.evaluate(gap_to_bottom) < 48  # following the reply
+    log.evaluate("el => { el.scrollTop = 0 }")
+    height = log.evaluate("el => el.scrollHeight")
+    page.wait_for_function(f"() => document.querySelector('[role=log]').scrollHeight > {height} + 50")
+    assert log.evaluate("el => el.scrollTop") < 5  # still where the user left it
+    jump = page.get_by_role("button", name="Jump to the latest message")
+    expect(jump).to_be_visible()
+    jump.click()
+    expect(jump).to_be_hidden()
+    page.wait_for_function("() => { const el = document.querySelector('[role=log]');"
+                           " return el.scrollHeight - el.scrollTop - el.clientHeight < 48 }")
+    page.get_by_role("button", name="Stop reply").click()
+    wait_for_reply(page, "partial")
+
+
+def test_a_full_model_queue_says_busy_and_keeps_the_message(busy_server, new_context):
+    first = new_context(busy_server.url).new_page()
+    sign_up(first, unique("first"))
+    send(first, " ".join(f"kelma{i}" for i in range(200)))
+    expect(replies(first).last.locator(".bubble")).to_contain_text("kelma2")
+
+    second = new_context(busy_server.url).new_page()
+    sign_up(second, unique("second"))
+    send(second, "rani nestenna")
+    alert = second.get_by_role("alert")
+    expect(alert).to_contain_text("The model is busy")
+    expect(alert).to_contain_text(re.compile(r"Try again in \d+ s"))
+    expect(message_box(second)).to_have_value("rani nestenna")
+    expect(user_messages(second)).to_have_count(0)
+    # The empty conversation made for the refused message is not left behind.
+    expect(second.get_by_role("navigation", name="Conversations")).to_contain_text("No conversations yet.")
+
+    first.get_by_role("button", name="Stop reply").click()
+    wait_for_reply(first, "partial")
+    second.get_by_role("button", name="Send message").click()
+    expect(wait_for_reply(second).locator(".bubble")).to_have_text("echo: rani nestenna")
+
+
+def test_an_unavailable_model_is_said_clearly(unavailable_server, new_context):
+    page = new_context(unavailable_server.url).new_page()
+    sign_up(page, unique("nomodel"))
+    expect(page.get_by_role("alert")).to_contain_text("The model is unavailable right now")
+    page.get_by_role("button", name="Dismiss").click()
+
+    send(page, "kayen walou?")
+    # Either refused before anything is stored (503) or stored as a failed reply: said, either way.
+    failed_reply = page.locator("article[data-role=assistant][data-status=error]")
+    expect(page.get_by_role("alert").or_(failed_reply).first).to_be_visible(timeout=30_000)
+    expect(replies(page).filter(has_text="echo")).to_have_count(0)
+    expect(page.locator("article[data-status=streaming]")).to_have_count(0, timeout=30_000)
+
+
 # ---- on the embedded model (llama.cpp, SmolLM2) ----------------------------------------
 
 

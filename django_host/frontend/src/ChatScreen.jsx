@@ -130,7 +130,8 @@ export default function ChatScreen({ user, onLoggedOut }) {
     api.health().then(
       (health) => {
         if (!health.ok || health.status !== 'ok') {
-          const detail = health.backend?.error || health.store?.error || health.error?.message
+          const part = [health.backend, health.store].find((p) => p && p.status && p.status !== 'ok')
+          const detail = part?.error?.message || health.error?.message
           setBanner({
             text: `The model is unavailable right now${detail ? ` (${detail})` : ''}. Replies will fail until it is back.`,
             kind: 'error',
@@ -214,16 +215,17 @@ export default function ChatScreen({ user, onLoggedOut }) {
       if (error.name === 'AbortError') {
         updateMessage(replyId, { status: 'partial' })
       } else if (!run.started) {
+        run.refused = true
         refused(error)
       } else {
         updateMessage(replyId, { status: 'error', error: describeError(error) })
         fail(error)
       }
-      resyncLater(conversationId)
+      if (!run.refused) resyncLater(conversationId)
     } finally {
       if (streamRef.current === run) streamRef.current = null
       setStreaming(null)
-      touchConversation(conversationId)
+      if (!run.refused) touchConversation(conversationId) // (a refused one may be deleted right now)
       // The user switched away and back during the reply: the list on screen came from the
       // server mid-reply, so fetch the finished one.
       if (run.left) resyncLater(conversationId)

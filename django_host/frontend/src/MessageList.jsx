@@ -73,12 +73,18 @@ export default function MessageList({
   const list = useRef(null)
   const stick = useRef(true) // follow the reply unless the user scrolled up
   const restoreFrom = useRef(null) // scrollHeight before older messages were put on top
+  // Where the list last put the view, and its height then. Above that spot, in a list of
+  // the same height (a resize clamps scrollTop too), means the user moved up, even before
+  // their scroll event arrives: tokens can land in between.
+  const autoTop = useRef(null)
+  const autoHeight = useRef(null)
   const [showJump, setShowJump] = useState(false)
 
   // Another conversation, or the user just sent a message: follow the bottom again.
   // (Declared before the scrolling effect, so it runs first in the same commit.)
   useLayoutEffect(() => {
     stick.current = true
+    autoTop.current = null
     setShowJump(false)
   }, [conversationKey, follow])
 
@@ -86,7 +92,17 @@ export default function MessageList({
     const element = list.current
     const atBottom = element.scrollHeight - element.scrollTop - element.clientHeight < NEAR_BOTTOM_PX
     stick.current = atBottom
+    autoTop.current = atBottom ? element.scrollTop : null
+    autoHeight.current = element.clientHeight
     if (atBottom) setShowJump(false)
+  }, [])
+
+  // Reading back: stop following at once, without waiting for the scroll event.
+  const onWheel = useCallback((event) => {
+    if (event.deltaY < 0) stick.current = false
+  }, [])
+  const onKeyDown = useCallback((event) => {
+    if (['ArrowUp', 'PageUp', 'Home'].includes(event.key)) stick.current = false
   }, [])
 
   useLayoutEffect(() => {
@@ -95,17 +111,27 @@ export default function MessageList({
     if (restoreFrom.current !== null) {
       element.scrollTop += element.scrollHeight - restoreFrom.current
       restoreFrom.current = null
-    } else if (stick.current) {
+      return
+    }
+    const movedUp =
+      autoTop.current !== null && element.clientHeight === autoHeight.current && element.scrollTop < autoTop.current - 2
+    if (movedUp) stick.current = false
+    if (stick.current) {
       element.scrollTop = element.scrollHeight
+      autoTop.current = element.scrollTop
+      autoHeight.current = element.clientHeight
     } else if (streaming) {
       setShowJump(true)
     }
   }, [messages, streaming])
 
   function jumpToLatest() {
+    const element = list.current
     stick.current = true
     setShowJump(false)
-    list.current.scrollTo({ top: list.current.scrollHeight, behavior: 'smooth' })
+    element.scrollTop = element.scrollHeight
+    autoTop.current = element.scrollTop
+    autoHeight.current = element.clientHeight
   }
 
   const last = messages[messages.length - 1]
@@ -121,6 +147,9 @@ export default function MessageList({
         aria-label="Messages"
         aria-busy={streaming || loading ? 'true' : 'false'}
         onScroll={onScroll}
+        onWheel={onWheel}
+        onKeyDown={onKeyDown}
+        tabIndex={0}
       >
         <div className="messages-inner">
           {hasMore && (
