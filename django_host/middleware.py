@@ -14,7 +14,7 @@ from whitenoise.middleware import WhiteNoiseMiddleware
 
 from dziri.core.errors import DziriError
 
-from .errors import error_response, response_for
+from .errors import Busy, error_response, response_for
 
 log = logging.getLogger("dziri.django_host")
 
@@ -80,7 +80,7 @@ class ErrorMiddleware(MiddlewareMixin):
 
     def process_exception(self, request, exc):
         if isinstance(exc, DziriError):
-            if exc.http_status >= 500:
+            if exc.http_status >= 500 and not isinstance(exc, Busy):  # a full queue is the design working
                 log.warning("%s %s: %s", request.method, request.path, exc)
             return response_for(exc)
         if isinstance(exc, Http404):

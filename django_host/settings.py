@@ -82,10 +82,13 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(levelname)s %(name)s: %(message)s"}},
+    "filters": {"not_busy": {"()": "django.utils.log.CallbackFilter",
+                             "callback": lambda record: getattr(record, "status_code", None) != 503}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
-        # 5xx only: a 401 or 404 is the API working, not news.
-        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+        # 5xx only: a 401 or 404 is the API working, not news; a 503 (a full queue, or a
+        # backend that is down) is logged once by the host's ErrorMiddleware when it is news.
+        "django.request": {"handlers": ["console"], "level": "ERROR", "filters": ["not_busy"], "propagate": False},
         "django.security": {"handlers": ["console"], "level": "WARNING", "propagate": False},
         "dziri": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
