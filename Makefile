@@ -70,6 +70,7 @@ bench: install
 	$(BIN)/python bench/store.py
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/translate.py
+	$(BIN)/python bench/load.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache $(FRONTEND)/node_modules $(FRONTEND)/dist
