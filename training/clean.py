@@ -198,9 +198,9 @@ class CleanReport:
     def render(self) -> str:
         width = max(len(name) for name in DESCRIPTIONS)
         lines = [f"cleaned {self.source} → {self.output}",
-                 f"  lines in   {self.lines_in:>9,}",
-                 f"  lines out  {self.lines_out:>9,}",
-                 "  rule" + " " * (width - 2) + "lines"]
+                 f"  {'lines in':<{width}} {self.lines_in:>7,}",
+                 f"  {'lines out':<{width}} {self.lines_out:>7,}",
+                 f"  {'rule':<{width}} {'lines':>7}"]
         for name, count in [*self.changed.items(), *self.removed.items()]:
             lines.append(f"  {name:<{width}} {count:>7,}  {DESCRIPTIONS[name]}")
         return "\n".join(lines)
