@@ -128,6 +128,8 @@ def translate_file(
     output = Path(output)
     segments = read_segments(source)
     _check_input(segments, source)
+    if not output.absolute().parent.is_dir():
+        raise ValidationError(f"cannot write {output}: the directory {output.parent} does not exist")
     checkpoint = Checkpoint(checkpoint_path(output))
     report = TranslateReport(source=str(source), output=str(output), checkpoint=str(checkpoint.path),
                              total=len(segments))
