@@ -71,9 +71,9 @@ def user_messages(page):
     return page.locator("article[data-role=user]")
 
 
-def wait_for_reply(page, status: str = "complete"):
+def wait_for_reply(page, status: str = "complete", timeout_ms: int = 60_000):
     reply = replies(page).last
-    expect(reply).to_have_attribute("data-status", status, timeout=60_000)
+    expect(reply).to_have_attribute("data-status", status, timeout=timeout_ms)
     return reply
 
 
@@ -470,8 +470,11 @@ def test_a_streamed_reply_from_the_embedded_model(model_server, new_context, scr
 
     send(page, "wach rak khouya?")
 
-    reply = wait_for_reply(page)
+    reply = wait_for_reply(page, timeout_ms=120_000)
     final = reply.locator(".bubble").inner_text().strip()
     assert final
     assert_grew_token_by_token(page.evaluate("window.__replyTexts"), final)
+    send(page, "واش راك؟")
+    wait_for_reply(page, timeout_ms=120_000)
+    expect(replies(page)).to_have_count(2)
     screenshot(page, "chat")
