@@ -148,7 +148,10 @@ class OllamaBackend:
                     done = True
                     break
             if not done:
-                raise BackendError(f"Ollama at {self.host} ended the reply before it was done")
+                raise BackendError(
+                    f"Ollama at {self.host} ended the reply before it was done: the server failed or a proxy"
+                    " cut the stream; the server's log says why"
+                )
         except DziriError:
             raise
         except ollama.ResponseError as exc:

@@ -137,7 +137,10 @@ class OpenAICompatBackend:
                         if choice.get("finish_reason"):
                             finished = True
                 if not finished:
-                    raise BackendError(f"{self.base_url} ended the reply before it was done (no [DONE])")
+                    raise BackendError(
+                        f"{self.base_url} ended the reply before it was done (no [DONE]): the server failed or"
+                        " a proxy cut the stream; the server's log says why"
+                    )
         except DziriError:
             raise
         except (httpx.HTTPError, OSError) as exc:

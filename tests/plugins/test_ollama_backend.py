@@ -307,7 +307,8 @@ def test_a_missing_model_stores_nothing(ollama_app, fake_ollama, monkeypatch):
 
 # -- a real server ------------------------------------------------------------------------
 
-REAL_HOST = os.environ.get("DZIRI_TEST_OLLAMA_HOST", "")
+REAL_HOST = os.environ.get("DZIRI_TEST_OLLAMA_HOST", "")  # read now: the isolation fixture clears DZIRI_*
+REAL_MODEL = os.environ.get("DZIRI_TEST_OLLAMA_MODEL", "dziri")
 
 
 @pytest.mark.skipif(not REAL_HOST, reason="set DZIRI_TEST_OLLAMA_HOST (and DZIRI_TEST_OLLAMA_MODEL, default"
@@ -317,4 +318,4 @@ class TestRealOllamaContract(BackendContract):
 
     @pytest.fixture
     def backend_plugin(self, tmp_path):
-        return make(REAL_HOST, tmp_path, model=os.environ.get("DZIRI_TEST_OLLAMA_MODEL", "dziri"))
+        return make(REAL_HOST, tmp_path, model=REAL_MODEL)
