@@ -6,7 +6,8 @@ It speaks `POST /openai/v1/chat/completions` (the path the `groq` client uses) a
 plus a tag derived from the text, so a test can tell exactly which text a translation
 belongs to. A user message that is a JSON object of texts (`{"1": "...", "2": "..."}`,
 the translator's batch format) gets a JSON object with the same keys back; any other
-message is one text and gets its translation as plain text.
+message is one text (what follows "Translate ...:\n\n" if it starts so, as the seed's
+prompt did) and gets its translation as plain text.
 
 What a test can make it do:
   - check the API key (`Authorization: Bearer <api_key>`: 401 otherwise) and the model
@@ -26,6 +27,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import socket
 import threading
 import time
 import zlib
@@ -166,14 +169,17 @@ class FakeGroqServer:
         self._token_times: deque[tuple[float, int]] = deque()
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
+        self._connections: set[socket.socket] = set()  # open keep-alive connections, closed by stop()
+        self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
     # -- life cycle ---------------------------------------------------------------------
     def start(self) -> FakeGroqServer:
         handler = type("Handler", (_Handler,), {"fake": self})
+        self._stopping.clear()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
-        self._httpd.block_on_close = False
+        self._httpd.block_on_close = True  # server_close() joins every connection's thread
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-groq", daemon=True
         )
@@ -181,10 +187,23 @@ class FakeGroqServer:
         return self
 
     def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
+        """Stop serving and leave no thread behind, even where a client keeps its
+        connection open (a translator's HTTP client is never closed by the tests)."""
+        if self._httpd is None:
+            return
+        self._stopping.set()  # a slow answer in progress ends now
+        self._httpd.shutdown()
+        with self._lock:
+            connections = list(self._connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)  # the handler's next read sees the end
+            except OSError:
+                pass
+        self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join()
+        self._httpd = self._thread = None
 
     def __enter__(self) -> FakeGroqServer:
         return self.start()
@@ -271,7 +290,7 @@ class FakeGroqServer:
         if fault is not None and fault.kind == "status":
             return _error(fault.status, fault.message or f"error {fault.status}", "server_error")
         if fault is not None and fault.kind == "slow":
-            time.sleep(fault.delay_s)  # real time: it is the client's real timeout under test
+            self._stopping.wait(fault.delay_s)  # real time: it is the client's real timeout under test
         limited = self._admit(request)
         if limited is not None:
             return limited
@@ -377,7 +396,15 @@ class FakeGroqServer:
         return content, "stop"
 
 
+_INSTRUCTION = re.compile(r"^Translate [^\n]*:\n\n(.*)$", re.DOTALL)
+
+
 def _texts_of(user_message: str) -> dict[str, str]:
+    """The texts a request asks to translate: a batch, or one text (after an instruction
+    line such as the seed's "Translate the following ... text into English:", if any)."""
+    instructed = _INSTRUCTION.match(user_message)
+    if instructed:
+        return {"": instructed.group(1)}
     try:
         parsed = json.loads(user_message)
     except ValueError:
@@ -397,6 +424,19 @@ class _Handler(BaseHTTPRequestHandler):
     fake: FakeGroqServer
     protocol_version = "HTTP/1.1"
     wbufsize = 1 << 16  # headers and body leave in one write: no Nagle/delayed-ACK stall per answer
+
+    def setup(self) -> None:
+        super().setup()
+        with self.fake._lock:
+            self.fake._connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.fake._lock:
+            self.fake._connections.discard(self.connection)
+        try:
+            super().finish()
+        except OSError:
+            pass
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
         length = int(self.headers.get("content-length") or 0)

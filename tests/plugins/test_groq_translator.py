@@ -11,6 +11,7 @@ import logging
 import os
 import random
 import socket
+import threading
 
 import pytest
 from fakes.groq_server import FakeGroqServer, Fault, fake_translate, format_duration
@@ -443,3 +444,17 @@ def test_the_real_groq_api_translates_a_small_batch(monkeypatch, tmp_path):
     assert [s.id for s in result] == ["a", "b", "c"]
     assert all(s.translation and s.translation.strip() for s in result)
     assert plugin.stats.requests >= 1
+
+
+def test_the_fake_server_stops_with_no_thread_left_behind(fake_time, tmp_path):
+    # Other suites check that no HTTP handler thread outlives its test.
+    def make(url: str, **settings) -> GroqTranslator:
+        return GroqTranslator(GroqTranslator.Settings(base_url=url, **settings), PluginContext(data_dir=tmp_path),
+                              sleep=fake_time.sleep, clock=fake_time.clock)
+
+    with FakeGroqServer(api_key=KEY, clock=fake_time.clock) as fake:
+        translate(make(fake.url), segments(3))  # its client keeps the connection open
+        fake.fail_next(Fault.slow(30))
+        with pytest.raises(TranslatorError):
+            translate(make(fake.url, timeout_s=0.1, max_tries=1), segments(1))
+    assert not [t for t in threading.enumerate() if "process_request" in t.name or t.name == "fake-groq"]
