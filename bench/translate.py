@@ -15,10 +15,11 @@ N times too. The fake answers after 0.2 s + completion tokens / 275 tokens/s, ro
 Groq's speed on llama-3.3-70b-versatile, so a batch answer takes longer than a
 one-segment answer.
 
-The seed loop sends one request per segment with a strict prompt, then sleeps one
-second. The seed did not handle 429 at all; here it waits what retry-after says, or it
-could not finish under the limit. Tokens are counted the way the fake server counts
-them: ceil(characters / 4) of every message sent.
+The seed loop sends one request per segment with a seed-style strict prompt, then
+sleeps one second; on a 429 it waits what retry-after says (without that it could not
+finish under the limit at all). Tokens are counted the way the fake server counts them,
+ceil(characters / 4) of every message, over the answered requests (as Groq bills and
+rate-limits them); refused requests are counted in the 429 row.
 
     .venv/bin/python bench/translate.py [--segments 1000] [--rpm 30] [--tpm N] [--scale N]
 """
@@ -167,7 +168,7 @@ def main() -> None:
     print(f"{len(items)} segments, {min(words)}-{max(words)} words (mean {sum(words) / len(words):.1f}), "
           f"{sum(len(s.text) for s in items) / len(items):.0f} characters on average")
     clock = ScaledClock(args.scale) if args.scale else FastForwardClock()
-    clock_name = f"clock {args.scale:g}x real time" if args.scale else "real time + fast-forwarded waits"
+    clock_name = f"{args.scale:g}x real time" if args.scale else "real time + fast-forwarded waits"
     tpm = f", {args.tpm} tokens/minute" if args.tpm else ""
     print(f"fake Groq server: {args.rpm} requests/minute{tpm}, 429 + retry-after beyond; clock: {clock_name}\n")
 
