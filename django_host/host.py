@@ -49,10 +49,11 @@ class ReplyGate:
     def admit(self) -> Ticket:
         with self._cond:
             if self.running + len(self._waiting) >= self.concurrency + self.max_waiting:
+                retry_after_s = self.retry_after_s()
                 raise Busy(
-                    f"the model is busy: {self.running} replies are being generated and {len(self._waiting)}"
-                    " are waiting; try again shortly",
-                    retry_after_s=self.retry_after_s(),
+                    f"the model is busy with other replies ({self.running} generating, {len(self._waiting)}"
+                    f" waiting): try again in {retry_after_s} s",
+                    retry_after_s=retry_after_s,
                 )
             ticket = Ticket(self)
             self._waiting.append(ticket)
@@ -163,7 +164,7 @@ class Host:
         self.login_throttle = LoginThrottle()
         self._workers: set[threading.Thread] = set()
         self._workers_lock = threading.Lock()
-        self.last_session_purge = 0.0
+        self.last_session_purge = float("-inf")  # expired sessions are purged at the first login
 
     def start_worker(self, target: Callable[[], None], name: str) -> threading.Thread:
         """Run `target` in a thread of its own, tracked so that shutdown can wait for it."""
