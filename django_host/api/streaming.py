@@ -50,21 +50,26 @@ def start_reply(host: Host, stream: ReplyStream, ticket: Ticket, key: tuple[str,
             stream.stop()
 
     def generate() -> None:
+        outcome = None
         try:
             if not ticket.wait_turn():
                 return  # the client left while waiting: nothing was generated, nothing to store
             with stream:  # closes the generator (and so frees the backend) even on failure
                 for piece in stream:
                     emit("token", piece)
-            emit("done", stream.message)
+            outcome = ("done", stream.message)
         except DziriError as exc:
-            emit("error", (exc, stream.message))
+            outcome = ("error", (exc, stream.message))
         except Exception as exc:  # ChatService wraps backend failures; this is a bug or a store failure
             log.exception("reply failed")
-            emit("error", (BackendError(f"the reply failed: {type(exc).__name__}"), stream.message))
+            outcome = ("error", (BackendError(f"the reply failed: {type(exc).__name__}"), stream.message))
         finally:
+            # Free the place and the conversation before saying so: a client that sends its
+            # next message the moment it reads `done` must not find this reply still running.
             ticket.release()
             host.streams.release(key)
+            if outcome is not None:
+                emit(*outcome)
 
     host.start_worker(generate, name=f"dziri-reply-{key[1][:12]}")
     return _events(stream, ticket, queue)

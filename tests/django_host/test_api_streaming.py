@@ -94,6 +94,8 @@ async def test_the_reply_streams_before_it_is_finished(make_host, make_client):
         assert messages[-1]["role"] == "assistant" and messages[-1]["status"] == "partial"
         await api.post(f"/api/conversations/{chat}/stop")
         await reader.until("done")
+        # By the time `done` arrives, the conversation and the model's place are free again.
+        assert (len(api.host.streams), api.host.gate.running) == (0, 0)
 
 
 async def test_stop_mid_stream_keeps_the_partial_reply(make_host, make_client):
