@@ -47,12 +47,14 @@ def methods(**handlers: Callable) -> Callable:
             handler = wrapped.get(request.method)
             return await handler(request, **kwargs) if handler else not_allowed(request)
 
+        async_view.allowed_methods = sorted(handlers)
         return async_view
 
     def view(request, **kwargs):
         handler = handlers.get(request.method)
         return handler(request, **kwargs) if handler else not_allowed(request)
 
+    view.allowed_methods = sorted(handlers)
     return view
 
 

@@ -156,3 +156,20 @@ def test_a_cancelled_ticket_gives_up_its_place():
     running.release()  # twice is harmless
     assert (gate.running, gate.waiting) == (0, 0)
     assert gate.admit() and gate.admit()
+
+
+def test_the_openapi_description_lists_exactly_the_served_endpoints():
+    import json
+    import re
+    from pathlib import Path
+
+    from dziri.django_host.api.urls import urlpatterns
+
+    spec = json.loads((Path(__file__).resolve().parents[2] / "docs" / "openapi.json").read_text())
+    assert spec["openapi"].startswith("3.")
+    served = {
+        ("/api/" + re.sub(r"<str:\w+>", "{id}", str(pattern.pattern)), method.lower())
+        for pattern in urlpatterns for method in pattern.callback.allowed_methods
+    }
+    described = {(path, method) for path, item in spec["paths"].items() for method in item if method != "parameters"}
+    assert described == served
