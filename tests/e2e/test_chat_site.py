@@ -123,6 +123,7 @@ def test_sign_up_send_and_watch_the_reply_stream(server, new_context):
     expect(sidebar.get_by_role("button", name="wach rak khouya?", exact=True)).to_be_visible()
     assert conversation_id(page)
     expect(message_box(page)).to_have_value("")
+    expect(page).to_have_title("wach rak khouya? — dziri")
 
 
 def test_enter_sends_shift_enter_adds_a_line_and_the_input_grows(server, new_context):
@@ -398,6 +399,38 @@ def test_phone_width(server, new_context, screenshot):
     expect(user_messages(page)).to_have_count(2)
 
 
+def test_long_histories_load_page_by_page(server, new_context):
+    context = new_context(server.url)
+    page = context.new_page()
+    sign_up(page, unique("tarikh"))
+    headers = csrf_headers(context)
+    for n in range(31):  # one more than the sidebar's first page
+        created = context.request.post("/api/conversations", headers=headers, data={"title": f"hadra {n}"})
+        assert created.status == 201, created.text()
+    long_one = created.json()["id"]
+    for n in range(26):  # 52 messages: one more page than the first 50
+        answered = context.request.post(f"/api/conversations/{long_one}/messages", headers=headers,
+                                        data={"content": f"kelma {n}"})
+        assert answered.status == 200 and "event: done" in answered.text()
+
+    page.reload()
+    titles = page.get_by_role("navigation", name="Conversations").locator(".conversation-title")
+    expect(titles).to_have_count(30)
+    expect(titles.first).to_have_text("hadra 30")
+    page.get_by_role("button", name="Show older conversations").click()
+    expect(titles).to_have_count(31)
+    expect(titles.last).to_have_text("hadra 0")
+    expect(page.get_by_role("button", name="Show older conversations")).to_have_count(0)
+
+    titles.first.click()
+    expect(page.locator("article[data-role]")).to_have_count(50)
+    expect(replies(page).last.locator(".bubble")).to_have_text("echo: kelma 25")
+    page.get_by_role("button", name="Show earlier messages").click()
+    expect(page.locator("article[data-role]")).to_have_count(52)
+    expect(user_messages(page).first).to_have_text("kelma 0")
+    expect(page.get_by_role("button", name="Show earlier messages")).to_have_count(0)
+
+
 def test_auto_scroll_follows_the_reply_unless_the_user_scrolled_up(server, new_context):
     page = new_context(server.url, viewport={"width": 900, "height": 560}).new_page()
     sign_up(page, unique("scroll"))
@@ -419,7 +452,7 @@ def test_auto_scroll_follows_the_reply_unless_the_user_scrolled_up(server, new_c
     expect(jump).to_be_hidden()
     page.wait_for_function("() => { const el = document.querySelector('[role=log]');"
                            " return el.scrollHeight - el.scrollTop - el.clientHeight < 48 }")
-    page.get_by_role("button", name="Stop reply").click()
+    message_box(page).press("Escape")  # stops the reply, like the stop button
     wait_for_reply(page, "partial")
 
 

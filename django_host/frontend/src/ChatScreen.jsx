@@ -357,6 +357,13 @@ export default function ChatScreen({ user, onLoggedOut }) {
   const title = active ? active.title || UNTITLED : activeId ? '' : UNTITLED
   const streamingHere = streaming && streaming.conversationId === activeId
 
+  useEffect(() => {
+    document.title = title ? `${title} — dziri` : 'dziri'
+    return () => {
+      document.title = 'dziri'
+    }
+  }, [title])
+
   return (
     <div className="chat-layout">
       <Sidebar

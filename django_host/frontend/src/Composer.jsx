@@ -22,6 +22,11 @@ export default function Composer({ value, onChange, onSend, onStop, streaming, s
   }
 
   function onKeyDown(event) {
+    if (event.key === 'Escape' && streaming) {
+      event.preventDefault()
+      onStop()
+      return
+    }
     // isComposing: Enter that confirms an input-method composition is not a send.
     if (event.key === 'Enter' && !event.shiftKey && !event.nativeEvent.isComposing) {
       event.preventDefault()
@@ -44,7 +49,7 @@ export default function Composer({ value, onChange, onSend, onStop, streaming, s
         autoFocus
       />
       {streaming ? (
-        <button type="button" className="icon-button stop" aria-label="Stop reply" onClick={onStop} disabled={stopping}>
+        <button type="button" className="icon-button stop" aria-label="Stop reply" title="Stop (Esc)" onClick={onStop} disabled={stopping}>
           <svg viewBox="0 0 24 24" aria-hidden="true">
             <rect x="6" y="6" width="12" height="12" rx="2" />
           </svg>
