@@ -26,6 +26,7 @@ import json
 import math
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -279,6 +280,7 @@ def main() -> None:
     args = parser.parse_args()
 
     scratch = Path(tempfile.mkdtemp(prefix="dziri-load-"))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the server on the way out
     process, url, env = start_server(args, scratch)
     try:
         print(f"dziri serve at {url} · backend {args.backend}"
