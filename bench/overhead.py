@@ -59,7 +59,7 @@ def main() -> None:
     info = app.backend.model_info()
     # The very same llama_cpp.Llama object (and chat handler) that the plugin generates
     # with, so the two paths differ only by dziri's layers.
-    llama = app.pm.get_plugin("llamacpp").loaded().llama
+    llama = app.pm.get_plugin("backend:llamacpp").loaded().llama
     n_threads = llama.n_threads
     system = chat.settings.system_prompt
 

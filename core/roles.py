@@ -39,7 +39,8 @@ def register(pm: pluggy.PluginManager, plugin: object, name: str, role: str | No
     """Register `plugin`, checking it against the specs; role plugins must implement
     all their role's hooks, and no plugin may implement another role's hooks."""
     try:
-        pm.register(plugin, name=name)
+        # Qualified, because one package may offer a backend and an extension under one name.
+        pm.register(plugin, name=f"{role or 'extension'}:{name}")
     except pluggy.PluginValidationError as exc:
         one_line = " ".join(str(exc).split())  # pluggy's message spans lines; errors are one line
         raise PluginError(f"plugin '{name}' does not match the contract: {one_line}") from None

@@ -131,4 +131,14 @@ def test_a_rejected_plugin_is_not_left_registered():
     pm = new_plugin_manager()
     with pytest.raises(PluginError):
         register(pm, MissingHook(), "bad", "backend")
-    assert pm.get_plugin("bad") is None
+    assert pm.get_plugin("backend:bad") is None
+
+
+def test_a_backend_and_an_extension_may_share_a_name(monkeypatch):
+    # The example package offers `echo` in dziri.backends and in dziri.plugins.
+    monkeypatch.setenv("DZIRI_LOAD_PLUGINS", "echo")
+    monkeypatch.setenv("DZIRI_BACKEND", "echo")
+    app = App()
+    assert app.backend.model_info().name == "echo"
+    assert app.pm.get_plugin("backend:echo") is not None and app.pm.get_plugin("extension:echo") is not None
+    app.close()
