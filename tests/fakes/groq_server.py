@@ -178,8 +178,9 @@ class FakeGroqServer:
         handler = type("Handler", (_Handler,), {"fake": self})
         self._stopping.clear()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._httpd.daemon_threads = True
-        self._httpd.block_on_close = True  # server_close() joins every connection's thread
+        # socketserver tracks, and server_close() joins, only non-daemon handler threads.
+        self._httpd.daemon_threads = False
+        self._httpd.block_on_close = True
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-groq", daemon=True
         )
