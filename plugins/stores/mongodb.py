@@ -46,9 +46,10 @@ from pymongo.errors import (
 )
 from pymongo.uri_parser import parse_uri
 
-from dziri.core.errors import ConfigError, ConflictError, DziriError, NotFoundError, StoreError, ValidationError
+from dziri.core.errors import ConfigError, ConflictError, DziriError, NotFoundError, StoreError
 from dziri.core.hookspecs import hookimpl
 from dziri.core.models import Conversation, Message, MessageStatus, PluginContext, Role, Session, User, utcnow
+from dziri.plugins.stores._validation import check, check_text, enum_value
 
 MOCK_SCHEME = "mongomock://"
 USERS, CONVERSATIONS, MESSAGES, SESSIONS = "users", "conversations", "messages", "sessions"
@@ -117,25 +118,6 @@ def _one_line(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-# ---- validation, as in the SQLite store -------------------------------------------------------
-
-
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise ValidationError(message)
-
-
-def _check_text(value: object, name: str, allow_empty: bool = True) -> None:
-    _check(isinstance(value, str), f"{name} must be a string")
-    _check(allow_empty or bool(value.strip()), f"{name} must not be empty")
-
-
-def _enum(kind: type, value: object, name: str):
-    try:
-        return kind(value)
-    except ValueError:
-        allowed = ", ".join(member.value for member in kind)
-        raise ValidationError(f"{name} must be one of {allowed}, not {value!r}") from None
 
 
 def _oid(value: object) -> ObjectId | None:
@@ -314,9 +296,9 @@ class MongoDBStore:
 
     @hookimpl
     def store_create_user(self, username: str, email: str, password_hash: str) -> User:
-        _check_text(username, "username", allow_empty=False)
-        _check_text(email, "email", allow_empty=False)
-        _check_text(password_hash, "password_hash")
+        check_text(username, "username", allow_empty=False)
+        check_text(email, "email", allow_empty=False)
+        check_text(password_hash, "password_hash")
         user = User(id=str(ObjectId()), username=username, email=email, password_hash=password_hash,
                     created_at=_millis(utcnow()))
         with self._operation("create a user"):
@@ -346,10 +328,10 @@ class MongoDBStore:
     def store_update_user(self, user_id: str, email: str | None, password_hash: str | None) -> User:
         changes: dict[str, str] = {}
         if email is not None:
-            _check_text(email, "email", allow_empty=False)
+            check_text(email, "email", allow_empty=False)
             changes.update(email=email, email_key=email.lower())
         if password_hash is not None:
-            _check_text(password_hash, "password_hash")
+            check_text(password_hash, "password_hash")
             changes["password_hash"] = password_hash
         with self._operation("update a user"):
             oid = _oid(user_id)
@@ -380,7 +362,7 @@ class MongoDBStore:
 
     @hookimpl
     def store_create_conversation(self, user_id: str, title: str) -> Conversation:
-        _check_text(title, "title")
+        check_text(title, "title")
         with self._operation("create a conversation"):
             owner = self._user_doc(user_id, {"_id": 1})["_id"]
             now = _millis(utcnow())
@@ -401,8 +383,8 @@ class MongoDBStore:
 
     @hookimpl
     def store_list_conversations(self, user_id: str, limit: int, offset: int) -> list[Conversation]:
-        _check(isinstance(limit, int) and limit >= 1, "limit must be an integer of at least 1")
-        _check(isinstance(offset, int) and offset >= 0, "offset must be an integer of at least 0")
+        check(isinstance(limit, int) and limit >= 1, "limit must be an integer of at least 1")
+        check(isinstance(offset, int) and offset >= 0, "offset must be an integer of at least 0")
         owner = _oid(user_id)
         if owner is None:
             return []
@@ -413,7 +395,7 @@ class MongoDBStore:
 
     @hookimpl
     def store_update_conversation(self, user_id: str, conversation_id: str, title: str) -> Conversation:
-        _check_text(title, "title")
+        check_text(title, "title")
         with self._operation("rename a conversation"):
             oid, owner = _oid(conversation_id), _oid(user_id)
             doc = None
@@ -446,10 +428,10 @@ class MongoDBStore:
         status: MessageStatus,
         error: str | None,
     ) -> Message:
-        role = _enum(Role, role, "role")
-        status = _enum(MessageStatus, status, "status")
-        _check_text(content, "content")
-        _check(error is None or isinstance(error, str), "error must be a string or None")
+        role = enum_value(Role, role, "role")
+        status = enum_value(MessageStatus, status, "status")
+        check_text(content, "content")
+        check(error is None or isinstance(error, str), "error must be a string or None")
         oid, owner = _oid(conversation_id), _oid(user_id)
         if oid is None or owner is None:
             raise NotFoundError(f"conversation {conversation_id} not found")
@@ -479,9 +461,9 @@ class MongoDBStore:
     def store_update_message(
         self, user_id: str, message_id: str, content: str, status: MessageStatus, error: str | None
     ) -> Message:
-        status = _enum(MessageStatus, status, "status")
-        _check_text(content, "content")
-        _check(error is None or isinstance(error, str), "error must be a string or None")
+        status = enum_value(MessageStatus, status, "status")
+        check_text(content, "content")
+        check(error is None or isinstance(error, str), "error must be a string or None")
         oid, owner = _oid(message_id), _oid(user_id)
         if oid is None or owner is None:
             raise self._message_not_found(message_id)
@@ -506,7 +488,7 @@ class MongoDBStore:
     def store_list_messages(
         self, user_id: str, conversation_id: str, limit: int, before: str | None
     ) -> list[Message]:
-        _check(isinstance(limit, int) and limit >= 1, "limit must be an integer of at least 1")
+        check(isinstance(limit, int) and limit >= 1, "limit must be an integer of at least 1")
         with self._operation("list messages"):
             oid = self._conversation_doc(user_id, conversation_id, {"_id": 1})["_id"]
             query: dict[str, Any] = {"conversation_id": oid}
@@ -524,9 +506,9 @@ class MongoDBStore:
 
     @hookimpl
     def store_save_session(self, key: str, data: str, expires_at: datetime) -> None:
-        _check_text(key, "session key", allow_empty=False)
-        _check_text(data, "session data")
-        _check(isinstance(expires_at, datetime), "expires_at must be a datetime")
+        check_text(key, "session key", allow_empty=False)
+        check_text(data, "session data")
+        check(isinstance(expires_at, datetime), "expires_at must be a datetime")
         with self._operation("save a session"):
             self._db[SESSIONS].replace_one({"_id": key}, {"data": data, "expires_at": _millis(expires_at)},
                                            upsert=True)

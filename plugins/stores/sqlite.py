@@ -19,9 +19,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from dziri.core.errors import ConflictError, NotFoundError, StoreError, ValidationError
+from dziri.core.errors import ConflictError, NotFoundError, StoreError
 from dziri.core.hookspecs import hookimpl
 from dziri.core.models import Conversation, Message, MessageStatus, PluginContext, Role, Session, User, utcnow
+from dziri.plugins.stores._validation import check, check_text, enum_value
 
 DEFAULT_FILENAME = "dziri.sqlite3"
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -87,22 +88,6 @@ def _text(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise ValidationError(message)
-
-
-def _check_text(value: object, name: str, allow_empty: bool = True) -> None:
-    _check(isinstance(value, str), f"{name} must be a string")
-    _check(allow_empty or bool(value.strip()), f"{name} must not be empty")
-
-
-def _enum(kind: type, value: object, name: str):
-    try:
-        return kind(value)
-    except ValueError:
-        allowed = ", ".join(member.value for member in kind)
-        raise ValidationError(f"{name} must be one of {allowed}, not {value!r}") from None
 
 
 def _user(row: sqlite3.Row) -> User:
@@ -306,9 +291,9 @@ class SQLiteStore:
 
     @hookimpl
     def store_create_user(self, username: str, email: str, password_hash: str) -> User:
-        _check_text(username, "username", allow_empty=False)
-        _check_text(email, "email", allow_empty=False)
-        _check_text(password_hash, "password_hash")
+        check_text(username, "username", allow_empty=False)
+        check_text(email, "email", allow_empty=False)
+        check_text(password_hash, "password_hash")
         with self._transaction() as db:
             user = User(id=_new_id(), username=username, email=email, password_hash=password_hash,
                         created_at=self._now())
@@ -334,9 +319,9 @@ class SQLiteStore:
     @hookimpl
     def store_update_user(self, user_id: str, email: str | None, password_hash: str | None) -> User:
         if email is not None:
-            _check_text(email, "email", allow_empty=False)
+            check_text(email, "email", allow_empty=False)
         if password_hash is not None:
-            _check_text(password_hash, "password_hash")
+            check_text(password_hash, "password_hash")
         with self._transaction() as db:
             self._user_row(db, user_id)
             if email is not None:
@@ -357,7 +342,7 @@ class SQLiteStore:
 
     @hookimpl
     def store_create_conversation(self, user_id: str, title: str) -> Conversation:
-        _check_text(title, "title")
+        check_text(title, "title")
         with self._transaction() as db:
             self._user_row(db, user_id)
             now = self._now()
@@ -375,8 +360,8 @@ class SQLiteStore:
 
     @hookimpl
     def store_list_conversations(self, user_id: str, limit: int, offset: int) -> list[Conversation]:
-        _check(isinstance(limit, int) and limit >= 1, "limit must be an integer of at least 1")
-        _check(isinstance(offset, int) and offset >= 0, "offset must be an integer of at least 0")
+        check(isinstance(limit, int) and limit >= 1, "limit must be an integer of at least 1")
+        check(isinstance(offset, int) and offset >= 0, "offset must be an integer of at least 0")
         with self._transaction(write=False) as db:
             rows = db.execute("SELECT * FROM conversations WHERE user_id = ?"
                               " ORDER BY updated_at DESC, id DESC LIMIT ? OFFSET ?",
@@ -385,7 +370,7 @@ class SQLiteStore:
 
     @hookimpl
     def store_update_conversation(self, user_id: str, conversation_id: str, title: str) -> Conversation:
-        _check_text(title, "title")
+        check_text(title, "title")
         with self._transaction() as db:
             self._conversation_row(db, user_id, conversation_id)
             db.execute("UPDATE conversations SET title = ? WHERE id = ?", (title, conversation_id))
@@ -410,10 +395,10 @@ class SQLiteStore:
         status: MessageStatus,
         error: str | None,
     ) -> Message:
-        role = _enum(Role, role, "role")
-        status = _enum(MessageStatus, status, "status")
-        _check_text(content, "content")
-        _check(error is None or isinstance(error, str), "error must be a string or None")
+        role = enum_value(Role, role, "role")
+        status = enum_value(MessageStatus, status, "status")
+        check_text(content, "content")
+        check(error is None or isinstance(error, str), "error must be a string or None")
         with self._transaction() as db:
             self._conversation_row(db, user_id, conversation_id)
             now = self._now()  # under the write lock, so timestamps follow the order of the rows
@@ -432,9 +417,9 @@ class SQLiteStore:
     def store_update_message(
         self, user_id: str, message_id: str, content: str, status: MessageStatus, error: str | None
     ) -> Message:
-        status = _enum(MessageStatus, status, "status")
-        _check_text(content, "content")
-        _check(error is None or isinstance(error, str), "error must be a string or None")
+        status = enum_value(MessageStatus, status, "status")
+        check_text(content, "content")
+        check(error is None or isinstance(error, str), "error must be a string or None")
         with self._transaction() as db:
             self._message_row(db, user_id, message_id)
             db.execute("UPDATE messages SET content = ?, status = ?, error = ? WHERE id = ?",
@@ -452,7 +437,7 @@ class SQLiteStore:
     def store_list_messages(
         self, user_id: str, conversation_id: str, limit: int, before: str | None
     ) -> list[Message]:
-        _check(isinstance(limit, int) and limit >= 1, "limit must be an integer of at least 1")
+        check(isinstance(limit, int) and limit >= 1, "limit must be an integer of at least 1")
         with self._transaction(write=False) as db:
             self._conversation_row(db, user_id, conversation_id)
             cursor = _NO_CURSOR
@@ -470,8 +455,8 @@ class SQLiteStore:
 
     @hookimpl
     def store_save_session(self, key: str, data: str, expires_at: datetime) -> None:
-        _check_text(key, "session key", allow_empty=False)
-        _check_text(data, "session data")
+        check_text(key, "session key", allow_empty=False)
+        check_text(data, "session data")
         with self._transaction() as db:
             db.execute("INSERT INTO sessions (key, data, expires_at) VALUES (?, ?, ?) ON CONFLICT (key)"
                        " DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at",

@@ -1,0 +1,24 @@
+"""Input checks shared by the shipped stores: the same bad input gets the same
+ValidationError whichever store is configured."""
+
+from __future__ import annotations
+
+from dziri.core.errors import ValidationError
+
+
+def check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValidationError(message)
+
+
+def check_text(value: object, name: str, allow_empty: bool = True) -> None:
+    check(isinstance(value, str), f"{name} must be a string")
+    check(allow_empty or bool(value.strip()), f"{name} must not be empty")
+
+
+def enum_value(kind: type, value: object, name: str):
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(member.value for member in kind)
+        raise ValidationError(f"{name} must be one of {allowed}, not {value!r}") from None
