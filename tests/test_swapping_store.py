@@ -13,19 +13,17 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from pydantic import BaseModel
+from fakes.backends import DroppedConnectionBackend
 
 from dziri.core.app import App
 from dziri.core.chat import ChatService
 from dziri.core.config import ChatSettings
 from dziri.core.errors import BackendError, NotFoundError
-from dziri.core.hookspecs import hookimpl
-from dziri.core.models import Message, ModelInfo
+from dziri.core.models import Message
 from dziri.core.roles import facade_for
 from dziri.plugins.stores import mongodb as mongodb_module
 
@@ -56,30 +54,6 @@ def app_on(monkeypatch):
         app.close()
     for database in databases:
         mongodb_module._mock_client("mongomock://").drop_database(database)
-
-
-class _NoSettings(BaseModel):
-    pass
-
-
-class DroppedConnectionBackend:
-    """Two pieces, then the failure a dropped connection gives."""
-
-    Settings = _NoSettings
-
-    @hookimpl
-    def backend_chat(self, messages, options) -> Iterator[str]:
-        yield "nus "
-        yield "jawab"
-        raise ConnectionError("connection reset by peer")
-
-    @hookimpl
-    def backend_count_tokens(self, messages):
-        return sum(len(m.content.split()) for m in messages)
-
-    @hookimpl
-    def backend_model_info(self):
-        return ModelInfo(name="dropped", context_length=1000, backend="test")
 
 
 def chat_flow(app: App) -> dict:

@@ -1,14 +1,13 @@
-from collections.abc import Iterator
 
 import pytest
-from pydantic import BaseModel
+from fakes.backends import DroppedConnectionBackend
 
 from dziri.core.app import App
 from dziri.core.chat import ChatService, title_from
 from dziri.core.config import ChatSettings
 from dziri.core.errors import BackendError, MessageTooLongError, NotFoundError, ValidationError
 from dziri.core.hookspecs import hookimpl
-from dziri.core.models import MessageStatus, ModelInfo, Role
+from dziri.core.models import MessageStatus, Role
 from dziri.core.roles import facade_for, register
 
 
@@ -124,32 +123,8 @@ def test_the_reply_is_saved_while_it_streams(echo_app, chat, user):
     assert stored(echo_app, user, stream.conversation.id)[-1].status == MessageStatus.COMPLETE
 
 
-class _NoSettings(BaseModel):
-    pass
-
-
-class FailingBackend:
-    """Yields two pieces, then fails the way a dropped connection does."""
-
-    Settings = _NoSettings
-
-    @hookimpl
-    def backend_chat(self, messages, options) -> Iterator[str]:
-        yield "nus "
-        yield "jawab"
-        raise ConnectionError("connection reset by peer")
-
-    @hookimpl
-    def backend_count_tokens(self, messages):
-        return sum(len(m.content.split()) for m in messages)
-
-    @hookimpl
-    def backend_model_info(self):
-        return ModelInfo(name="failing", context_length=1000, backend="test")
-
-
 def test_a_backend_failure_stores_the_partial_text_marked_error(echo_app, user):
-    backend = facade_for("backend", FailingBackend(), "failing")
+    backend = facade_for("backend", DroppedConnectionBackend(), "failing")
     chat = ChatService(backend, echo_app.store, echo_app.pm.hook, ChatSettings())
     stream = chat.send(user.id, "wach rak?")
     received = []
