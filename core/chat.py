@@ -86,13 +86,16 @@ class ChatService:
         options = options or self.default_options()
         conversation = self.store.get_conversation(user_id, conversation_id)
         messages = self.store.list_messages(user_id, conversation.id, limit=self.settings.history_messages)
+        replaces = None
         if messages and messages[-1].role == Role.ASSISTANT:
-            self.store.delete_message(user_id, messages[-1].id)
+            replaces = messages[-1].id
             messages = messages[:-1]
         if not messages or messages[-1].role != Role.USER:
             raise ValidationError("there is no message to answer in this conversation")
         prompt = self.fit_prompt([_as_turn(m) for m in messages if m.content.strip()], options)
-        return ReplyStream(self, conversation, prompt, options, user_message=None)
+        # The old reply is deleted only when the new one starts: a refused or abandoned
+        # regenerate leaves the conversation as it was.
+        return ReplyStream(self, conversation, prompt, options, user_message=None, replaces=replaces)
 
     def _history(self, user_id: str, conversation: Conversation) -> list[ChatMessage]:
         messages = self.store.list_messages(user_id, conversation.id, limit=self.settings.history_messages)
@@ -139,12 +142,13 @@ class ReplyStream:
     """
 
     def __init__(self, service: ChatService, conversation: Conversation, prompt: list[ChatMessage],
-                 options: GenerationOptions, user_message: Message | None):
+                 options: GenerationOptions, user_message: Message | None, replaces: str | None = None):
         self.service = service
         self.conversation = conversation
         self.prompt = prompt
         self.options = options
         self.user_message = user_message
+        self.replaces = replaces  # the reply this one regenerates, deleted when generation starts
         self.message: Message | None = None
         self._stopped = threading.Event()
         self._pieces = self._generate()
@@ -172,6 +176,8 @@ class ReplyStream:
         service, store = self.service, self.service.store
         user_id = self.conversation.user_id
         service.hooks.prompt_about_to_send(conversation=self.conversation, messages=self.prompt, options=self.options)
+        if self.replaces:
+            store.delete_message(user_id, self.replaces)
         reply = store.add_message(user_id, self.conversation.id, Role.ASSISTANT, "", MessageStatus.PARTIAL)
         parts: list[str] = []
         status, error = MessageStatus.PARTIAL, None

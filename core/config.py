@@ -171,7 +171,9 @@ def describe_validation_error(exc: PydanticValidationError, prefix: str = "", wh
     for error in exc.errors():
         key = ".".join(str(part) for part in (prefix, *error["loc"]) if part != "")
         shows_input = error["type"] != "missing" and not isinstance(error["input"], dict)
-        got = f" (got {error['input']!r})" if shows_input else ""
+        # A secret's value (a key, a URI's password) is never echoed back.
+        field = str(error["loc"][-1]) if error["loc"] else ""
+        got = f" (got {masked(error['input'], field)!r})" if shows_input else ""
         problems.append(f"{key or '(root)'}: {error['msg']}{got}")
     origin = f" in {where} or the environment" if where else ""
     return f"invalid configuration{origin}: " + "; ".join(problems)

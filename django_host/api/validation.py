@@ -24,7 +24,7 @@ def json_object(request) -> dict:
         return {}
     try:
         data = json.loads(request.body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         raise ValidationError("the request body is not valid JSON") from None
     if not isinstance(data, dict):
         raise ValidationError("the request body must be a JSON object")
@@ -39,6 +39,10 @@ def text(data: dict, name: str, required: bool = True) -> str | None:
         return None
     if not isinstance(value, str):
         raise ValidationError(f"'{name}' must be a string")
+    try:
+        value.encode("utf-8")  # JSON allows lone surrogates ("\ud800"); no store can keep them
+    except UnicodeEncodeError:
+        raise ValidationError(f"'{name}' is not valid UTF-8 text") from None
     return value
 
 

@@ -198,3 +198,14 @@ def test_an_untitled_conversation_is_named_by_its_first_message(echo_app, chat, 
     assert echo_app.store.get_conversation(user.id, empty.id).title == "sa7a ftourek"
     chat.send(user.id, "w ntouma?", conversation_id=empty.id).text()
     assert echo_app.store.get_conversation(user.id, empty.id).title == "sa7a ftourek"
+
+
+def test_an_abandoned_or_refused_regenerate_keeps_the_old_reply(echo_app, chat, user, monkeypatch):
+    first = chat.send(user.id, "3lach?")
+    first.text()
+    chat.regenerate(user.id, first.conversation.id).close()  # never iterated: nothing generated
+    assert stored(echo_app, user, first.conversation.id)[-1] == first.message
+    monkeypatch.setattr(chat.settings, "system_prompt", "kelma " * 5000)  # nothing fits any more
+    with pytest.raises(MessageTooLongError):
+        chat.regenerate(user.id, first.conversation.id)
+    assert stored(echo_app, user, first.conversation.id)[-1] == first.message

@@ -96,3 +96,10 @@ def test_masking_hides_secrets_but_not_env_var_names():
     data = {"translator": {"groq": {"api_key": "gsk_secret", "api_key_env": "GROQ_API_KEY"}}, "x": {"token": ""}}
     assert masked(data) == {"translator": {"groq": {"api_key": "***", "api_key_env": "GROQ_API_KEY"}},
                             "x": {"token": ""}}
+
+
+def test_an_invalid_secret_is_not_echoed_in_the_error(tmp_path):
+    (tmp_path / "dziri.toml").write_text('[chat]\nmax_tokens = "mongodb://u:hunter2@host"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config()
+    assert "hunter2" not in str(info.value) and "chat.max_tokens" in str(info.value)

@@ -275,3 +275,15 @@ def test_debug_is_off_and_there_is_no_database():
     assert [db["ENGINE"] for db in settings.DATABASES.values()] == ["django.db.backends.dummy"]
     assert not any(app.startswith("django.contrib") for app in settings.INSTALLED_APPS)
     assert settings.SESSION_COOKIE_HTTPONLY and settings.SESSION_COOKIE_SAMESITE == "Lax"
+
+
+@pytest.mark.parametrize("body", ['{"content": "\\ud800"}', "[" * 100_000 + "]" * 100_000])
+def test_unencodable_or_absurdly_nested_json_is_a_400(body):
+    from django.test import RequestFactory
+
+    from dziri.core.errors import ValidationError
+    from dziri.django_host.api import validation
+
+    request = RequestFactory().post("/", data=body, content_type="application/json")
+    with pytest.raises(ValidationError):
+        validation.text(validation.json_object(request), "content")
