@@ -4,6 +4,7 @@ failure is a DziriError, answered as JSON by the ErrorMiddleware."""
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -23,6 +24,8 @@ from ..errors import InvalidCredentials, MethodNotAllowed, NotAuthenticated, Too
 from ..host import Host, current_host
 from . import validation as check
 from .streaming import message_json, start_reply
+
+log = logging.getLogger(__name__)
 
 SESSION_USER_ID = "dziri_user_id"
 SESSION_AUTH_HASH = "dziri_auth_hash"
@@ -290,16 +293,28 @@ def stop(request, conversation_id: str):
 
 # ---- the service ------------------------------------------------------------------------
 
-def _probe(check_: Callable[[], dict]) -> dict:
+def _probe(check_: Callable[[], dict], detailed: bool) -> dict:
     try:
         return {"status": "ok", **check_()}
     except Exception as exc:
         code = getattr(exc, "code", "internal_error")
-        return {"status": "unavailable", "error": {"code": code, "message": str(exc) or type(exc).__name__}}
+        reason = str(exc) or type(exc).__name__
+        log.warning("health check failed: %s", reason)
+        # The reason can name files and hosts: only a logged-in user is shown it.
+        message = reason if detailed else "unavailable (log in, or see the server's log, for the reason)"
+        return {"status": "unavailable", "error": {"code": code, "message": message}}
+
+
+def _logged_in(request) -> bool:
+    try:
+        return session_user(request) is not None
+    except Exception:  # the store itself may be what is down
+        return False
 
 
 def health(request):
     app = current_host().app
+    detailed = _logged_in(request)
 
     def backend() -> dict:
         info = app.backend.model_info()
@@ -310,8 +325,8 @@ def health(request):
         return {}
 
     report = {
-        "backend": {"plugin": app.config.backend.use, **_probe(backend)},
-        "store": {"plugin": app.config.store.use, **_probe(store)},
+        "backend": {"plugin": app.config.backend.use, **_probe(backend, detailed)},
+        "store": {"plugin": app.config.store.use, **_probe(store, detailed)},
     }
     healthy = all(part["status"] == "ok" for part in report.values())
     response = JsonResponse({"status": "ok" if healthy else "unavailable", **report}, status=200 if healthy else 503)
