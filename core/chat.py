@@ -7,6 +7,7 @@ generated in the store, marked partial (or error, with the reason).
 
 from __future__ import annotations
 
+import inspect
 import re
 import threading
 import time
@@ -70,7 +71,7 @@ class ChatService:
         options = options or self.default_options()
         conversation = self.store.get_conversation(user_id, conversation_id) if conversation_id else None
         history = self._history(user_id, conversation) if conversation else []
-        prompt = self.fit_prompt([*history, ChatMessage(role=Role.USER, content=text)], options)
+        prompt = self.fit_prompt(_turns([*history, ChatMessage(role=Role.USER, content=text)]), options)
         if conversation is None:
             conversation = self.store.create_conversation(user_id, title_from(text))
         elif not conversation.title:  # created empty (the web UI's "new chat"): named by its first message
@@ -92,15 +93,14 @@ class ChatService:
             messages = messages[:-1]
         if not messages or messages[-1].role != Role.USER:
             raise ValidationError("there is no message to answer in this conversation")
-        prompt = self.fit_prompt([_as_turn(m) for m in messages if m.content.strip()], options)
+        prompt = self.fit_prompt(_turns(messages), options)
         # The old reply is deleted only when the new one starts: a refused or abandoned
         # regenerate leaves the conversation as it was.
         return ReplyStream(self, conversation, prompt, options, user_message=None, replaces=replaces)
 
     def _history(self, user_id: str, conversation: Conversation) -> list[ChatMessage]:
         messages = self.store.list_messages(user_id, conversation.id, limit=self.settings.history_messages)
-        # A failed reply with nothing in it says nothing to the model.
-        return [_as_turn(m) for m in messages if m.content.strip()]
+        return _turns(messages)
 
     def fit_prompt(self, turns: list[ChatMessage], options: GenerationOptions) -> list[ChatMessage]:
         """System prompt + the newest turns that fit the context window, leaving room for the reply."""
@@ -128,8 +128,19 @@ class ChatService:
         return [*system, *kept]
 
 
-def _as_turn(message: Message) -> ChatMessage:
-    return ChatMessage(role=message.role, content=message.content)
+def _turns(messages: list[Message | ChatMessage]) -> list[ChatMessage]:
+    """The prompt's turns: empty replies (failed or stopped before a word) say nothing to
+    the model and are left out; the user turns they leave side by side are joined, since
+    chat templates expect user and assistant to alternate."""
+    turns: list[ChatMessage] = []
+    for message in messages:
+        if not message.content.strip():
+            continue
+        if turns and turns[-1].role == message.role == Role.USER:
+            turns[-1] = ChatMessage(role=Role.USER, content=f"{turns[-1].content}\n\n{message.content}")
+        else:
+            turns.append(ChatMessage(role=message.role, content=message.content))
+    return turns
 
 
 class ReplyStream:
@@ -166,7 +177,20 @@ class ReplyStream:
         self._stopped.set()
 
     def close(self) -> None:
+        if inspect.getgeneratorstate(self._pieces) == inspect.GEN_CREATED:
+            self._end_before_start()  # closed while waiting for the model: nothing generated
         self._pieces.close()
+
+    def _end_before_start(self) -> None:
+        """A reply stopped before it began: a sent message gets an empty reply marked
+        partial, so the conversation shows what happened; a regenerate keeps the old reply."""
+        if self.user_message is None or self.message is not None:
+            return
+        self.message = self.service.store.add_message(
+            self.conversation.user_id, self.conversation.id, Role.ASSISTANT, "", MessageStatus.PARTIAL,
+            "stopped before the reply started",
+        )
+        self.service.hooks.message_stored(message=self.message)
 
     def text(self) -> str:
         """Consume the whole reply and return it."""
@@ -175,6 +199,9 @@ class ReplyStream:
     def _generate(self) -> Iterator[str]:
         service, store = self.service, self.service.store
         user_id = self.conversation.user_id
+        if self._stopped.is_set():  # stopped while it waited for the model
+            self._end_before_start()
+            return
         service.hooks.prompt_about_to_send(conversation=self.conversation, messages=self.prompt, options=self.options)
         if self.replaces:
             store.delete_message(user_id, self.replaces)

@@ -53,7 +53,8 @@ def start_reply(host: Host, stream: ReplyStream, ticket: Ticket, key: tuple[str,
         outcome = None
         try:
             if not ticket.wait_turn():
-                return  # the client left while waiting: nothing was generated, nothing to store
+                stream.close()  # the client left while waiting: ChatService records the stop
+                return
             with stream:  # closes the generator (and so frees the backend) even on failure
                 for piece in stream:
                     emit("token", piece)

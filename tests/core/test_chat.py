@@ -209,3 +209,24 @@ def test_an_abandoned_or_refused_regenerate_keeps_the_old_reply(echo_app, chat, 
     with pytest.raises(MessageTooLongError):
         chat.regenerate(user.id, first.conversation.id)
     assert stored(echo_app, user, first.conversation.id)[-1] == first.message
+
+
+@pytest.mark.parametrize("how", ["close", "stop"])
+def test_a_reply_stopped_before_it_starts_is_stored_empty_and_partial(echo_app, chat, user, how):
+    stream = chat.send(user.id, "salam")
+    if how == "close":
+        stream.close()
+    else:
+        stream.stop()
+        assert list(stream) == []
+    reply = stored(echo_app, user, stream.conversation.id)[-1]
+    assert (reply.role, reply.content, reply.status) == (Role.ASSISTANT, "", MessageStatus.PARTIAL)
+    assert stream.message == reply
+
+
+def test_user_turns_left_side_by_side_are_joined_in_the_prompt(echo_app, chat, user):
+    first = chat.send(user.id, "salam")
+    first.close()  # an empty, partial reply
+    second = chat.send(user.id, "wach rak?", conversation_id=first.conversation.id)
+    assert [(m.role, m.content) for m in second.prompt[1:]] == [(Role.USER, "salam\n\nwach rak?")]
+    second.text()
