@@ -22,3 +22,13 @@ def enum_value(kind: type, value: object, name: str):
     except ValueError:
         allowed = ", ".join(member.value for member in kind)
         raise ValidationError(f"{name} must be one of {allowed}, not {value!r}") from None
+
+
+def message_fields(content: object, status: object, error: object):
+    """The checked status of a message being written (content and error are checked too)."""
+    from dziri.core.models import MessageStatus
+
+    status = enum_value(MessageStatus, status, "status")
+    check_text(content, "content")
+    check(error is None or isinstance(error, str), "error must be a string or None")
+    return status

@@ -49,7 +49,7 @@ from pymongo.uri_parser import parse_uri
 from dziri.core.errors import ConfigError, ConflictError, DziriError, NotFoundError, StoreError
 from dziri.core.hookspecs import hookimpl
 from dziri.core.models import Conversation, Message, MessageStatus, PluginContext, Role, Session, User, utcnow
-from dziri.plugins.stores._validation import check, check_text, enum_value
+from dziri.plugins.stores._validation import check, check_text, enum_value, message_fields
 
 MOCK_SCHEME = "mongomock://"
 USERS, CONVERSATIONS, MESSAGES, SESSIONS = "users", "conversations", "messages", "sessions"
@@ -429,9 +429,7 @@ class MongoDBStore:
         error: str | None,
     ) -> Message:
         role = enum_value(Role, role, "role")
-        status = enum_value(MessageStatus, status, "status")
-        check_text(content, "content")
-        check(error is None or isinstance(error, str), "error must be a string or None")
+        status = message_fields(content, status, error)
         oid, owner = _oid(conversation_id), _oid(user_id)
         if oid is None or owner is None:
             raise NotFoundError(f"conversation {conversation_id} not found")
@@ -461,9 +459,7 @@ class MongoDBStore:
     def store_update_message(
         self, user_id: str, message_id: str, content: str, status: MessageStatus, error: str | None
     ) -> Message:
-        status = enum_value(MessageStatus, status, "status")
-        check_text(content, "content")
-        check(error is None or isinstance(error, str), "error must be a string or None")
+        status = message_fields(content, status, error)
         oid, owner = _oid(message_id), _oid(user_id)
         if oid is None or owner is None:
             raise self._message_not_found(message_id)

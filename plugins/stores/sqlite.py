@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from dziri.core.errors import ConflictError, NotFoundError, StoreError
 from dziri.core.hookspecs import hookimpl
 from dziri.core.models import Conversation, Message, MessageStatus, PluginContext, Role, Session, User, utcnow
-from dziri.plugins.stores._validation import check, check_text, enum_value
+from dziri.plugins.stores._validation import check, check_text, enum_value, message_fields
 
 DEFAULT_FILENAME = "dziri.sqlite3"
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -396,9 +396,7 @@ class SQLiteStore:
         error: str | None,
     ) -> Message:
         role = enum_value(Role, role, "role")
-        status = enum_value(MessageStatus, status, "status")
-        check_text(content, "content")
-        check(error is None or isinstance(error, str), "error must be a string or None")
+        status = message_fields(content, status, error)
         with self._transaction() as db:
             self._conversation_row(db, user_id, conversation_id)
             now = self._now()  # under the write lock, so timestamps follow the order of the rows
@@ -417,9 +415,7 @@ class SQLiteStore:
     def store_update_message(
         self, user_id: str, message_id: str, content: str, status: MessageStatus, error: str | None
     ) -> Message:
-        status = enum_value(MessageStatus, status, "status")
-        check_text(content, "content")
-        check(error is None or isinstance(error, str), "error must be a string or None")
+        status = message_fields(content, status, error)
         with self._transaction() as db:
             self._message_row(db, user_id, message_id)
             db.execute("UPDATE messages SET content = ?, status = ?, error = ? WHERE id = ?",
