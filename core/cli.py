@@ -8,7 +8,7 @@ from functools import cached_property
 
 import click
 
-from dziri.training.cli import data
+from dziri.training.cli import data, evaluate
 
 from . import registry
 from .app import App
@@ -260,6 +260,7 @@ def serve(session: Session, host: str | None, port: int | None, workers: int) ->
 
 
 cli.add_command(data)  # `dziri data clean|translate`: the training pipeline's data steps
+cli.add_command(evaluate)  # `dziri eval`: chrF and BLEU of the backend's translations, with or without the adapter
 
 
 def _add_plugin_commands() -> None:

@@ -90,3 +90,42 @@ def _translator():
     app = App()
     ctx.call_on_close(app.close)
     return app.translator
+
+
+@click.command("eval")
+@click.argument("data", type=click.Path(dir_okay=False))
+@click.option("--adapter", type=click.Path(dir_okay=False),
+              help="Serve this GGUF LoRA adapter (llama.cpp backend), instead of the configured one.")
+@click.option("--no-adapter", is_flag=True, help="Serve the base model alone (llama.cpp backend).")
+@click.option("--both", is_flag=True,
+              help="Evaluate the base model and the adapter (the configured one, or --adapter) side by side.")
+@click.option("--limit", type=click.IntRange(min=1), help="Evaluate the first N segments only.")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="Per-segment outputs, JSONL (default: ./<DATA stem>.eval.jsonl).")
+@click.option("--max-tokens", type=click.IntRange(min=1), default=128, show_default=True,
+              help="The longest translation generated.")
+@click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
+def evaluate(data: str, adapter: str | None, no_adapter: bool, both: bool, limit: int | None, out: str | None,
+             max_tokens: int, as_json: bool) -> None:
+    """Score Darija → English translations of the configured backend: chrF and BLEU.
+
+    DATA holds {"id", "text", "translation"} segments (JSON or JSONL, as `dziri data
+    translate` writes them), e.g. data/darija-en/test.json. Each text is asked with the
+    prompt training uses, greedily; the first line of the reply is scored against the
+    translation. Writes each segment's hypotheses to --out.
+    """
+    from dziri.core.config import load_config
+
+    from .evaluate import default_output, system_configs, write_outputs
+    from .evaluate import evaluate as run_evaluation
+
+    session = click.get_current_context().find_root().obj
+    config = load_config(getattr(session, "config_path", None))
+    configs = system_configs(config, adapter, no_adapter, both)
+    result = run_evaluation(data, configs, limit=limit, max_tokens=max_tokens)
+    written = write_outputs(result, out or default_output(data))
+    if as_json:
+        click.echo(json.dumps({**result.to_dict(), "out": str(written)}, indent=2, ensure_ascii=False))
+    else:
+        click.echo(result.render())
+        click.echo(f"per-segment outputs: {written}")
