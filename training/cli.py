@@ -92,6 +92,74 @@ def _translator():
     return app.translator
 
 
+@click.command()
+@click.argument("adapter_dir", metavar="[ADAPTER_DIR]", required=False, type=click.Path(file_okay=False))
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
+              help="The GGUF LoRA adapter to write (load it with backend.llamacpp.adapter_path).")
+@click.option("--base", help="The base model the adapter was trained on: gemma3-270m, smollm2-135m or a GGUF "
+                             "path (default: the one training.json names).")
+@click.option("--merged", type=click.Path(dir_okay=False), help="Also write the base with the adapter merged in.")
+@click.option("--merged-type", type=click.Choice(["f32", "q8_0"]), default="q8_0", show_default=True,
+              help="Tensor type of the merged GGUF.")
+@click.option("--modelfile", type=click.Path(dir_okay=False), help="Also write an Ollama Modelfile (FROM the base, "
+                                                                   "ADAPTER the GGUF LoRA).")
+def export(adapter_dir: str | None, out: str, base: str | None, merged: str | None, merged_type: str,
+           modelfile: str | None) -> None:
+    """Turn a trained LoRA adapter (PEFT, from `dziri train`) into a GGUF LoRA for llama.cpp
+    and Ollama; optionally a merged GGUF and an Ollama Modelfile.
+
+    ADAPTER_DIR is the adapter folder or the training output holding adapter/ (default:
+    the newest finished run under <data dir>/training). The base GGUF must be the very
+    file the adapter was trained on; training.json next to the adapter says which, and is
+    checked.
+    """
+    from pathlib import Path
+
+    from dziri.plugins.backends.bundled import BUNDLED_MODELS
+
+    from .export import (
+        adapter_directory,
+        export_lora_gguf,
+        latest_training_output,
+        merge_gguf,
+        read_training_info,
+        resolve_base,
+        write_modelfile,
+    )
+
+    if adapter_dir is None:
+        adapter_dir = latest_training_output(_data_dir())
+    directory = adapter_directory(adapter_dir)
+    base_gguf = resolve_base(directory, base)
+    written = [export_lora_gguf(directory, base_gguf, out, progress=None)]
+    if merged:
+        written.append(merge_gguf(base_gguf, directory, merged, merged_type, progress=None))
+    if modelfile:
+        info = read_training_info(directory) or {}
+        base_name = base or info.get("base")
+        written.append(write_modelfile(modelfile, base_gguf, Path(out),
+                                       base_hint=base_name if base_name in BUNDLED_MODELS else None))
+    click.echo(f"adapter {directory} on base {base_gguf}:")
+    for path in written:
+        click.echo(f"  wrote {path} ({_size(path.stat().st_size)})")
+
+
+def _data_dir():
+    from dziri.core.cli import Session
+    from dziri.core.config import load_config
+
+    session = click.get_current_context().find_object(Session)
+    return load_config(session.config_path if session else None).resolved_data_dir()
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB"):
+        if n < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.2f} GB"
+
+
 @click.command("eval")
 @click.argument("data", type=click.Path(dir_okay=False))
 @click.option("--adapter", type=click.Path(dir_okay=False),
