@@ -12,7 +12,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -78,6 +78,41 @@ class WebSettings(BaseModel):
     csrf_trusted_origins: list[str] = Field(default_factory=list)  # e.g. "https://chat.example.org" behind a proxy
 
 
+class TrainingSettings(BaseModel):
+    """`[training]`: what `dziri train` does. CLI options override these.
+
+    Two engines: `peft` (transformers + peft + trl on the CPU, the embedded base models) and
+    `unsloth` (an NVIDIA GPU; the seed's Qwen2.5-7B-Instruct recipe). A field the user does
+    not set (None) takes the engine's recipe default (training/sft.py RECIPES).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    engine: Literal["peft", "unsloth"] = "peft"
+    base_model: str = ""  # peft: gemma3-270m, smollm2-135m or a GGUF file; unsloth: a model name or dir
+    output_dir: str = ""  # empty: <data dir>/training/<base model>
+    tasks: list[Literal["darija_to_english", "english_to_darija", "chat"]] = Field(
+        default_factory=lambda: ["darija_to_english", "english_to_darija", "chat"]
+    )
+    heldout_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
+    quantization: Literal["none", "4bit"] = "none"  # "4bit" is QLoRA (unsloth engine, bitsandbytes)
+    lora_r: int | None = Field(default=None, ge=1)
+    lora_alpha: int | None = Field(default=None, ge=1)
+    lora_dropout: float | None = Field(default=None, ge=0.0, lt=1.0)
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+    learning_rate: float | None = Field(default=None, gt=0.0)
+    epochs: float | None = Field(default=None, gt=0.0)
+    max_steps: int = Field(default=-1, ge=-1)  # -1: as many as the epochs take
+    batch_size: int | None = Field(default=None, ge=1)  # sequences (or packed blocks) per step
+    max_length: int | None = Field(default=None, ge=16)  # tokens per sequence or packed block
+    packing: bool = True  # several short examples per block (the Darija pairs are short)
+    seed: int = 42
+    save_steps: int = Field(default=25, ge=1)  # a checkpoint to resume from every this many steps
+    threads: int = Field(default=0, ge=0)  # CPU threads; 0: all the CPUs this process may use
+
+
 class DziriConfig(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DZIRI_", env_nested_delimiter="__", extra="forbid")
 
@@ -86,6 +121,7 @@ class DziriConfig(BaseSettings):
     translator: RoleSection = RoleSection(use=DEFAULT_PLUGINS["translator"])
     chat: ChatSettings = ChatSettings()
     web: WebSettings = WebSettings()
+    training: TrainingSettings = TrainingSettings()
     data_dir: str = ""  # empty: the user data dir
 
     @model_validator(mode="before")

@@ -1,0 +1,208 @@
+"""The two training engines behind `[training] engine`: they differ in how the model is
+loaded and adapted; the trainer (trl's SFTTrainer, loss on answers only) is shared.
+
+- `peft`: the CPU engine. The base is loaded from the GGUF the llama.cpp backend serves,
+  in fp32 (CPUs have no fast bf16 matmul here), LoRA through peft.
+- `unsloth`: the GPU engine, the seed's recipe. unsloth loads the (4-bit) base and patches
+  it with its fused kernels; it needs an NVIDIA GPU, and says so at once when there is none.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+from dziri.core.config import TrainingSettings
+
+from .base_model import TrainingError
+from .sft import Recipe, available_cpus
+
+log = logging.getLogger(__name__)
+
+UNSLOTH_INSTALL = "pip install unsloth==2026.10.9 bitsandbytes==0.50.2"
+TRAIN_INSTALL = "pip install 'dziri[train]'"
+
+
+def load_engine(name: str):
+    _require_training_packages()
+    return {"peft": PeftEngine, "unsloth": UnslothEngine}[name]()
+
+
+def _require_training_packages() -> None:
+    missing = []
+    for module in ("torch", "transformers", "peft", "trl", "datasets"):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        raise TrainingError(f"training needs {', '.join(missing)}: {TRAIN_INSTALL}")
+
+
+class PeftEngine:
+    def load(self, recipe: Recipe, settings: TrainingSettings, data_dir: Path):
+        import torch
+
+        from .base_model import load_base
+
+        torch.set_num_threads(settings.threads or available_cpus())
+        torch.manual_seed(settings.seed)
+        if recipe.quantization != "none":
+            raise TrainingError(
+                "4-bit bases (QLoRA) need bitsandbytes on an NVIDIA GPU: use engine = \"unsloth\" there;"
+                " the CPU engine trains LoRA on the fp32 base"
+            )
+        base = load_base(recipe.base_model, data_dir)
+        info = {"base": recipe.base_model, "base_gguf": str(base.gguf_path),
+                "base_gguf_sha256": base.gguf_sha256, "architecture": base.architecture}
+        return base.model, base.tokenizer, info
+
+    def trainer(self, model, tokenizer, recipe: Recipe, settings: TrainingSettings, checkpoints: Path,
+                examples: list[dict], heldout_examples: list[dict]):
+        from peft import LoraConfig
+
+        lora = LoraConfig(r=recipe.lora_r, lora_alpha=recipe.lora_alpha, lora_dropout=recipe.lora_dropout,
+                          target_modules=list(settings.target_modules), bias="none", task_type="CAUSAL_LM")
+        return make_trainer(model, tokenizer, recipe, settings, checkpoints, examples, heldout_examples,
+                            peft_config=lora, on_gpu=False)
+
+
+class UnslothEngine:
+    def __init__(self):
+        require_gpu()
+
+    def load(self, recipe: Recipe, settings: TrainingSettings, data_dir: Path):
+        try:
+            from unsloth import FastLanguageModel
+        except ImportError as exc:
+            raise TrainingError(f"the unsloth engine needs unsloth ({exc}): {UNSLOTH_INSTALL}") from None
+        model, tokenizer = FastLanguageModel.from_pretrained(
+            model_name=recipe.base_model, max_seq_length=recipe.max_length, dtype=None,
+            load_in_4bit=recipe.quantization == "4bit",
+        )
+        model = FastLanguageModel.get_peft_model(
+            model, r=recipe.lora_r, lora_alpha=recipe.lora_alpha, lora_dropout=recipe.lora_dropout,
+            target_modules=list(settings.target_modules), bias="none",
+            use_gradient_checkpointing="unsloth", random_state=settings.seed,
+        )
+        info = {"base": recipe.base_model, "architecture": model.config.model_type}
+        return model, tokenizer, info
+
+    def trainer(self, model, tokenizer, recipe: Recipe, settings: TrainingSettings, checkpoints: Path,
+                examples: list[dict], heldout_examples: list[dict]):
+        return make_trainer(model, tokenizer, recipe, settings, checkpoints, examples, heldout_examples,
+                            peft_config=None, on_gpu=True)
+
+
+def require_gpu() -> None:
+    """Fail before anything heavy loads: unsloth's own failure on a CPU is a deep stack trace."""
+    try:
+        import torch
+    except ImportError:
+        raise TrainingError(f"the unsloth engine needs torch with CUDA: {TRAIN_INSTALL}") from None
+    if not torch.cuda.is_available():
+        raise TrainingError(
+            "the unsloth engine needs an NVIDIA GPU with CUDA, and this machine has none; "
+            "train on the CPU with engine = \"peft\" (the default) or run on a GPU machine"
+        )
+
+
+def make_trainer(model, tokenizer, recipe: Recipe, settings: TrainingSettings, checkpoints: Path,
+                 examples: list[dict], heldout_examples: list[dict], *, peft_config, on_gpu: bool):
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    prepare_for_packing(model)
+    args = SFTConfig(
+        output_dir=str(checkpoints),
+        per_device_train_batch_size=recipe.batch_size,
+        per_device_eval_batch_size=recipe.batch_size,
+        gradient_accumulation_steps=recipe.gradient_accumulation_steps,
+        num_train_epochs=recipe.epochs,
+        max_steps=settings.max_steps,
+        learning_rate=recipe.learning_rate,
+        lr_scheduler_type="linear",
+        warmup_steps=0.05,
+        optim=recipe.optimizer,
+        max_length=recipe.max_length,
+        packing=settings.packing,
+        completion_only_loss=True,  # the prompt is given, never learnt
+        # trl's defaults suit a GPU: bf16 and gradient checkpointing would make fp32 CPU
+        # training slower (no bf16 matmul units) and gain nothing for a 270M model.
+        bf16=on_gpu,
+        gradient_checkpointing=on_gpu,
+        use_cpu=not on_gpu,
+        seed=settings.seed,
+        data_seed=settings.seed,
+        save_strategy="steps",
+        save_steps=settings.save_steps,
+        save_total_limit=2,
+        logging_steps=5,
+        eval_strategy="no",
+        prediction_loss_only=True,
+        report_to=[],
+        dataloader_num_workers=0,
+        dataset_num_proc=None,
+    )
+    trainer_class = SFTTrainer if on_gpu else answer_only_trainer_class()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*padding-free.*")
+        return trainer_class(
+            model=model,
+            args=args,
+            train_dataset=Dataset.from_list(examples),
+            eval_dataset=Dataset.from_list(heldout_examples) if heldout_examples else None,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+        )
+
+
+def prepare_for_packing(model) -> None:
+    """Packed blocks keep their examples apart only through position_ids: transformers
+    builds the block-diagonal mask from them when there is no KV cache. With the cache on
+    (the config's default) every example would attend to the ones before it in its block
+    (tests/training/test_train.py measures both)."""
+    model.config.use_cache = False
+
+
+def answer_only_trainer_class():
+    """SFTTrainer whose loss sends only the answer positions through the LM head.
+
+    The loss is the same as trl's (mean cross-entropy over the answer tokens), but trl's
+    tiled log-prob kernel also computes entropy and accuracy over the whole vocabulary and
+    recomputes its tiles in the backward pass: on 2 CPU cores and Gemma's 262k-token
+    vocabulary that head took 24 of a step's 31 s. Here it is one matmul over the answer
+    positions and one cross-entropy (bench/train_speed.py measures both).
+    """
+    import torch.nn.functional as F
+    from trl import SFTTrainer
+
+    class AnswerOnlySFTTrainer(SFTTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            inputs = dict(inputs)
+            labels = inputs.pop("labels")[:, 1:]
+            causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+            backbone_inputs = {k: v for k, v in inputs.items() if k in BACKBONE_INPUTS}
+            hidden = causal_lm.get_decoder()(**backbone_inputs, use_cache=False).last_hidden_state[:, :-1]
+            answer = labels != -100
+            logits = causal_lm.get_output_embeddings()(hidden[answer])
+            softcap = getattr(causal_lm.config, "final_logit_softcapping", None)
+            if softcap:
+                logits = torch_tanh(logits / softcap) * softcap
+            count = answer.sum() if num_items_in_batch is None else num_items_in_batch
+            loss = F.cross_entropy(logits.float(), labels[answer], reduction="sum") / max(int(count), 1)
+            return (loss, {"loss": loss}) if return_outputs else loss
+
+    return AnswerOnlySFTTrainer
+
+
+# What the decoder takes from a trl batch (padding-free batches also carry flash-attention
+# bookkeeping that the sdpa path does not need).
+BACKBONE_INPUTS = ("input_ids", "attention_mask", "position_ids")
+
+
+def torch_tanh(x):
+    import torch
+
+    return torch.tanh(x)

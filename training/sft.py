@@ -1,0 +1,250 @@
+"""`dziri train`: fine-tune a LoRA adapter on translated Darija pairs (supervised fine-tuning).
+
+One run: split off the held-out segments (never trained on), build instruction examples,
+train with trl's SFTTrainer (loss on the answers only), evaluate the held-out loss, save
+the PEFT adapter. The output directory holds everything a later step needs:
+
+    adapter/        the PEFT adapter (`dziri export` turns it into a GGUF LoRA)
+    checkpoints/    Trainer checkpoints: a killed run resumes from the newest one
+    heldout.json    the held-out segments, for `dziri eval`
+    training.json   base model and its sha256, data hash, recipe, figures; "complete" at the end
+
+Engines: `peft` runs on the CPU on an embedded base (training/base_model.py); `unsloth`
+runs the seed's Qwen2.5-7B-Instruct recipe on an NVIDIA GPU (training/unsloth_engine.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from dziri.core.config import TrainingSettings
+from dziri.core.errors import ValidationError
+
+from .base_model import TrainingError
+from .instructions import build_examples, split_heldout
+from .segments import read_segments, write_atomically, write_segments
+
+log = logging.getLogger(__name__)
+
+SEVEN_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    base_model: str
+    lora_r: int
+    lora_alpha: int
+    lora_dropout: float
+    learning_rate: float
+    epochs: float
+    batch_size: int
+    max_length: int
+    optimizer: str
+    quantization: str = "none"
+    gradient_accumulation_steps: int = 1
+
+
+# What each engine does when [training] leaves a field unset.
+RECIPES = {
+    # Measured on 2 CPU cores (bench/train_speed.py, docs/training.md): Gemma 3 270M learns the
+    # task fast at a high LoRA learning rate; packed blocks of 256 tokens hold ~4 pairs each.
+    "peft": Recipe(base_model="gemma3-270m", lora_r=16, lora_alpha=32, lora_dropout=0.0, learning_rate=1e-3,
+                   epochs=1, batch_size=4, max_length=256, optimizer="adamw_torch"),
+    # The seed's recipe: unsloth, Qwen2.5-7B-Instruct in 4 bits (QLoRA), r=16, alpha=16.
+    "unsloth": Recipe(base_model="unsloth/Qwen2.5-7B-Instruct-bnb-4bit", lora_r=16, lora_alpha=16,
+                      lora_dropout=0.0, learning_rate=2e-4, epochs=1, batch_size=2, max_length=2048,
+                      optimizer="adamw_8bit", quantization="4bit", gradient_accumulation_steps=4),
+}
+
+
+def resolve_recipe(settings: TrainingSettings) -> Recipe:
+    """The engine's recipe with every field the user set in [training] (or on the CLI) applied."""
+    recipe = asdict(RECIPES[settings.engine])
+    for name in recipe:
+        value = getattr(settings, name, None)
+        if value not in (None, "") and (name != "quantization" or "quantization" in settings.model_fields_set):
+            recipe[name] = value
+    return Recipe(**recipe)
+
+
+@dataclass
+class TrainReport:
+    output_dir: str
+    base_model: str
+    engine: str
+    train_segments: int
+    heldout_segments: int
+    examples: int
+    steps: int = 0
+    epochs: float = 0.0
+    train_tokens: int = 0  # tokens the model saw (padding excluded), all epochs
+    train_seconds: float = 0.0
+    tokens_per_second: float = 0.0
+    train_loss: float | None = None
+    heldout_loss: float | None = None
+    resumed_from: str | None = None
+    up_to_date: bool = False
+    details: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def render(self) -> str:
+        if self.up_to_date:
+            return f"{self.output_dir}: already trained on this data with this recipe (use --restart to train again)"
+        lines = [
+            f"trained {self.engine} LoRA on {self.base_model}: {self.examples} examples from "
+            f"{self.train_segments} segments ({self.heldout_segments} held out)",
+            f"  {self.steps} steps, {self.epochs:g} epochs, {self.train_seconds:.0f} s, "
+            f"{self.tokens_per_second:.0f} tokens/s",
+            f"  loss: train {_fmt(self.train_loss)}, held-out {_fmt(self.heldout_loss)}",
+        ]
+        if self.resumed_from:
+            lines.append(f"  resumed from {self.resumed_from}")
+        lines.append(f"  adapter: {Path(self.output_dir) / 'adapter'}  (next: dziri export)")
+        return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def default_output_dir(settings: TrainingSettings, data_dir: Path) -> Path:
+    if settings.output_dir:
+        return Path(settings.output_dir).expanduser()
+    name = resolve_recipe(settings).base_model.replace("/", "--")
+    return Path(data_dir) / "training" / Path(name).stem
+
+
+def train(data_path: str | Path, settings: TrainingSettings, data_dir: Path, *, restart: bool = False) -> TrainReport:
+    from .engines import load_engine  # heavy imports (torch, transformers) only when training
+
+    recipe = resolve_recipe(settings)
+    engine = load_engine(settings.engine)  # a missing GPU or package is reported before anything is written
+    segments = [s for s in read_segments(data_path, "training data") if s.translation]
+    if not segments:
+        raise ValidationError(f"{data_path} has no translated segments: run `dziri data translate` first")
+    train_segments, heldout = split_heldout(segments, settings.heldout_fraction)
+    examples = build_examples(train_segments, settings.tasks)
+    if not examples:
+        raise ValidationError(f"no training examples: every segment of {data_path} was held out")
+    out = default_output_dir(settings, data_dir)
+    run_id = _run_identity(segments, recipe, settings)
+    report = TrainReport(str(out), recipe.base_model, settings.engine, len(train_segments), len(heldout), len(examples))
+    if _prepare_output(out, run_id, restart):
+        report.up_to_date = True
+        return report
+    _write_json(out / "run.json", {"run_id": run_id, "recipe": asdict(recipe), "settings": _settings_dict(settings)})
+    write_segments(out / "heldout.json", heldout)
+
+    model, tokenizer, base_info = engine.load(recipe, settings, Path(data_dir))
+    heldout_examples = build_examples(heldout, ["darija_to_english"]) if heldout else []
+    trainer = engine.trainer(model, tokenizer, recipe, settings, out / "checkpoints", examples, heldout_examples)
+    checkpoint = _latest_checkpoint(out / "checkpoints")
+    report.resumed_from = str(checkpoint) if checkpoint else None
+
+    started = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    report.train_seconds = time.perf_counter() - started
+    report.steps = result.global_step
+    report.epochs = round(float(result.metrics.get("epoch", recipe.epochs)), 3)
+    report.train_loss = result.training_loss
+    seen_fraction = _fraction_trained_this_run(checkpoint, result.global_step)
+    report.train_tokens = int(count_tokens(trainer.train_dataset) * report.epochs * seen_fraction)
+    report.tokens_per_second = report.train_tokens / report.train_seconds if report.train_seconds else 0.0
+    if heldout_examples:
+        report.heldout_loss = trainer.evaluate()["eval_loss"]
+
+    trainer.model.save_pretrained(out / "adapter")
+    tokenizer.save_pretrained(out / "adapter")
+    _write_json(out / "training.json", {
+        "complete": True,
+        "run_id": run_id,
+        **base_info,
+        "engine": settings.engine,
+        "data": {"path": str(data_path), "sha256": _segments_hash(segments),
+                 "segments": len(segments), "train": len(train_segments), "heldout": len(heldout)},
+        "tasks": list(settings.tasks),
+        "recipe": asdict(recipe),
+        "seed": settings.seed,
+        "figures": {k: getattr(report, k) for k in (
+            "steps", "epochs", "train_tokens", "train_seconds", "tokens_per_second", "train_loss", "heldout_loss")},
+    })
+    return report
+
+
+def count_tokens(dataset) -> int:
+    """Real tokens in a tokenized (possibly packed) trl dataset: padding is added later, by the collator."""
+    return sum(len(ids) for ids in dataset["input_ids"])
+
+
+def _fraction_trained_this_run(checkpoint: Path | None, final_step: int) -> float:
+    if checkpoint is None or final_step == 0:
+        return 1.0
+    start = int(checkpoint.name.rsplit("-", 1)[1])
+    return max(0.0, (final_step - start) / final_step)
+
+
+def _prepare_output(out: Path, run_id: str, restart: bool) -> bool:
+    """True when `out` already holds this very run, finished. A different run there is
+    never overwritten silently: that takes --restart (or another --out)."""
+    run_file, done_file = out / "run.json", out / "training.json"
+    if restart and out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    if run_file.is_file():
+        previous = json.loads(run_file.read_text(encoding="utf-8")).get("run_id")
+        if previous != run_id:
+            raise TrainingError(
+                f"{out} holds a run with other data or another recipe; "
+                "pass --restart to replace it or --out to train elsewhere"
+            )
+        if done_file.is_file() and json.loads(done_file.read_text(encoding="utf-8")).get("complete"):
+            return True
+    elif out.exists() and any(out.iterdir()):
+        raise TrainingError(f"{out} is not empty and holds no dziri training run; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    return False
+
+
+def _latest_checkpoint(directory: Path) -> Path | None:
+    # A checkpoint is complete once the Trainer has written its state file last.
+    done = [p for p in directory.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    return max(done, key=lambda p: int(p.name.rsplit("-", 1)[1]), default=None)
+
+
+def _segments_hash(segments) -> str:
+    digest = hashlib.sha256()
+    for s in segments:
+        digest.update(json.dumps([s.id, s.text, s.translation], ensure_ascii=False).encode())
+    return digest.hexdigest()
+
+
+def _run_identity(segments, recipe: Recipe, settings: TrainingSettings) -> str:
+    # Thread count and save interval do not change what is learnt; everything else does.
+    relevant = {k: v for k, v in _settings_dict(settings).items() if k not in ("threads", "save_steps", "output_dir")}
+    blob = json.dumps({"data": _segments_hash(segments), "recipe": asdict(recipe), "settings": relevant},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _settings_dict(settings: TrainingSettings) -> dict:
+    return settings.model_dump(mode="json")
+
+
+def _write_json(path: Path, data: dict) -> None:
+    write_atomically(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
