@@ -8,7 +8,7 @@ from functools import cached_property
 
 import click
 
-from dziri.training.cli import data, evaluate, export
+from dziri.training.cli import data, evaluate, export, train
 
 from . import registry
 from .app import App
@@ -261,6 +261,7 @@ def serve(session: Session, host: str | None, port: int | None, workers: int) ->
 
 cli.add_command(data)  # `dziri data clean|translate`: the training pipeline's data steps
 cli.add_command(evaluate)  # `dziri eval`: chrF and BLEU of the backend's translations, with or without the adapter
+cli.add_command(train)  # `dziri train`: fine-tune a LoRA adapter (peft on the CPU, unsloth on a GPU)
 cli.add_command(export)  # `dziri export`: the trained adapter as a GGUF LoRA, merged GGUF, Modelfile
 
 

@@ -197,3 +197,47 @@ def evaluate(data: str, adapter: str | None, no_adapter: bool, both: bool, limit
     else:
         click.echo(result.render())
         click.echo(f"per-segment outputs: {written}")
+
+
+@click.command()
+@click.argument("data", metavar="DATA", type=click.Path(dir_okay=False))
+@click.option("--engine", type=click.Choice(["peft", "unsloth"]), help="peft (CPU, default) or unsloth (NVIDIA GPU).")
+@click.option("--base", "base_model", help="Base model: gemma3-270m (default), smollm2-135m or a GGUF file "
+                                           "(unsloth: a model name or folder).")
+@click.option("--out", "output_dir", type=click.Path(file_okay=False),
+              help="Output folder (default: <data dir>/training/<base>).")
+@click.option("--epochs", type=click.FloatRange(min=0, min_open=True))
+@click.option("--max-steps", type=click.IntRange(min=1), help="Stop after this many optimizer steps.")
+@click.option("--batch-size", type=click.IntRange(min=1))
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True))
+@click.option("--max-length", type=click.IntRange(min=16), help="Tokens per example (or packed block).")
+@click.option("--packing/--no-packing", default=None, help="Pack short examples into blocks (default: on).")
+@click.option("--quantization", type=click.Choice(["none", "4bit"]), help="4bit: QLoRA (unsloth engine only).")
+@click.option("--restart", is_flag=True, help="Discard an earlier run in the output folder and start afresh.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def train(data: str, restart: bool, as_json: bool, **overrides) -> None:
+    """Fine-tune a LoRA adapter on the translated segments in DATA ([training] in the config).
+
+    Splits off held-out segments (never trained on; written to heldout.json), builds
+    Darija→English, English→Darija and chat examples, and trains with trl's SFTTrainer,
+    loss on the answers only. Checkpoints as it goes: run the same command again after a
+    crash or Ctrl+C and it resumes. Then: dziri export, dziri eval.
+    """
+    from dziri.core.config import TrainingSettings, load_config
+    from dziri.core.errors import ConfigError
+
+    from .sft import train as run_training
+
+    session = click.get_current_context().find_root().obj
+    config = load_config(getattr(session, "config_path", None))
+    chosen = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        settings = TrainingSettings(**{**config.training.model_dump(exclude_unset=True), **chosen})
+    except ValueError as exc:
+        raise ConfigError(f"invalid training settings: {exc}") from None
+    try:
+        report = run_training(data, settings, config.resolved_data_dir(), restart=restart)
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: run the same command again to resume from the last checkpoint", err=True)
+        raise SystemExit(130) from None
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.render())
