@@ -69,7 +69,7 @@ test: install frontend browser
 lint: install
 	$(BIN)/ruff check .
 
-# The shipped Darija adapter, reproduced: train on data/darija-en (about 35 min on 2 cores),
+# The shipped Darija adapter, reproduced: train on data/darija-en (about 30 min on 2 cores),
 # export it as a GGUF LoRA with the Ollama Modelfile, score it on the test split against the
 # base, and write its card. The base GGUF is assembled into models/ for the Modelfile's FROM.
 ADAPTER := plugins/backends/adapters/dziri-darija-gemma3-270m

@@ -23,11 +23,12 @@ import torch
 from transformers import TrainerCallback
 
 from dziri.core.config import TrainingSettings
+from dziri.plugins.backends.llamacpp import available_cpus
 from dziri.training.base_model import load_base
 from dziri.training.engines import PeftEngine
 from dziri.training.instructions import build_examples, split_heldout
 from dziri.training.segments import read_segments
-from dziri.training.sft import available_cpus, resolve_recipe
+from dziri.training.sft import resolve_recipe
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "darija-en" / "train.json"
 

@@ -45,6 +45,12 @@ class TranslatorError(DziriError):
     http_status = 502
 
 
+class TrainingError(DziriError):
+    """A training, export or evaluation step cannot go on (a wrong base model, a missing GPU)."""
+
+    code = "training_error"
+
+
 class ValidationError(DziriError):
     """User input is invalid (empty message, too long, bad field)."""
 

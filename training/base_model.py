@@ -15,15 +15,13 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from dziri.core.errors import DziriError
+from dziri.core.errors import TrainingError
 from dziri.plugins.backends.bundled import BUNDLED_MODELS, bundled_gguf, file_sha256
 from dziri.plugins.backends.turn_formats import supplied_template
 
+from .gguf_header import gguf_architecture
+
 log = logging.getLogger(__name__)
-
-
-class TrainingError(DziriError):
-    code = "training_error"
 
 
 @dataclass
@@ -45,14 +43,6 @@ def resolve_gguf(base: str) -> Path:
             f"base model {base!r} is neither a bundled model ({', '.join(BUNDLED_MODELS)}) nor a GGUF file"
         )
     return path.resolve()
-
-
-def gguf_architecture(path: Path) -> str:
-    import gguf
-
-    reader = gguf.GGUFReader(path)
-    field = reader.fields["general.architecture"]
-    return bytes(field.parts[field.data[0]]).decode("utf-8")
 
 
 def load_base(base: str, data_dir: Path) -> BaseModel:
@@ -90,15 +80,20 @@ def _convert(gguf_path: Path, architecture: str, cache: Path) -> None:
     model.is_quantized = False
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    if not tokenizer.chat_template:
-        template = supplied_template(architecture)
-        if template is None:
-            raise TrainingError(
-                f"{gguf_path} has no chat template and dziri knows none for architecture {architecture!r}"
-            )
-        tokenizer.chat_template = template
+    ensure_chat_template(tokenizer, architecture, gguf_path)
     partial = cache.with_name(cache.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     model.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
     partial.replace(cache) if not cache.exists() else shutil.rmtree(partial)
+
+
+def ensure_chat_template(tokenizer, architecture: str, source: Path) -> None:
+    """Keep the GGUF's own chat template; a GGUF without one (Gemma 3 270M) gets the one
+    dziri supplies for its architecture, which the llama.cpp backend serves with too."""
+    if tokenizer.chat_template:
+        return
+    template = supplied_template(architecture)
+    if template is None:
+        raise TrainingError(f"{source} has no chat template and dziri knows none for architecture {architecture!r}")
+    tokenizer.chat_template = template

@@ -46,8 +46,11 @@ def main(argv: list[str]) -> None:
     if len(argv) != 3:
         raise SystemExit(__doc__)
     run_dir, adapter_gguf, scores_file = Path(argv[0]), Path(argv[1]), Path(argv[2])
-    scores = json.loads(scores_file.read_text(encoding="utf-8"))
-    card = adapter_card(run_dir, adapter_gguf, scores)
+    try:
+        scores = json.loads(scores_file.read_text(encoding="utf-8"))
+        card = adapter_card(run_dir, adapter_gguf, scores)
+    except (OSError, ValueError, KeyError) as exc:
+        raise SystemExit(f"cannot write the adapter card: {exc}") from None
     target = adapter_gguf.with_suffix(".json")
     write_atomically(target, json.dumps(card, indent=2, ensure_ascii=False) + "\n")
     print(f"wrote {target}")

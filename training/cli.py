@@ -115,6 +115,7 @@ def export(adapter_dir: str | None, out: str, base: str | None, merged: str | No
     """
     from pathlib import Path
 
+    from dziri.core.errors import TrainingError
     from dziri.plugins.backends.bundled import BUNDLED_MODELS
 
     from .export import (
@@ -131,12 +132,15 @@ def export(adapter_dir: str | None, out: str, base: str | None, merged: str | No
         adapter_dir = latest_training_output(_data_dir())
     directory = adapter_directory(adapter_dir)
     base_gguf = resolve_base(directory, base)
+    for target in (out, merged, modelfile):
+        if target and Path(target).resolve() == base_gguf.resolve():
+            raise TrainingError(f"{target} is the base model itself: write the output to another file")
     written = [export_lora_gguf(directory, base_gguf, out, progress=None)]
     if merged:
         written.append(merge_gguf(base_gguf, directory, merged, merged_type, progress=None))
     if modelfile:
         info = read_training_info(directory) or {}
-        base_name = base or info.get("base")
+        base_name = info.get("base") or base
         written.append(write_modelfile(modelfile, base_gguf, Path(out),
                                        base_hint=base_name if base_name in BUNDLED_MODELS else None))
     click.echo(f"adapter {directory} on base {base_gguf}:")
@@ -182,16 +186,22 @@ def evaluate(data: str, adapter: str | None, no_adapter: bool, both: bool, limit
     prompt training uses, greedily; the first line of the reply is scored against the
     translation. Writes each segment's hypotheses to --out.
     """
+    from pathlib import Path
+
     from dziri.core.config import load_config
+    from dziri.core.errors import ValidationError
 
     from .evaluate import default_output, system_configs, write_outputs
     from .evaluate import evaluate as run_evaluation
 
     session = click.get_current_context().find_root().obj
     config = load_config(getattr(session, "config_path", None))
+    target = Path(out or default_output(data))
+    if target.resolve() == Path(data).resolve():
+        raise ValidationError(f"--out {target} is the data file itself: choose another file for the outputs")
     configs = system_configs(config, adapter, no_adapter, both)
     result = run_evaluation(data, configs, limit=limit, max_tokens=max_tokens)
-    written = write_outputs(result, out or default_output(data))
+    written = write_outputs(result, target)
     if as_json:
         click.echo(json.dumps({**result.to_dict(), "out": str(written)}, indent=2, ensure_ascii=False))
     else:

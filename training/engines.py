@@ -14,9 +14,10 @@ import warnings
 from pathlib import Path
 
 from dziri.core.config import TrainingSettings
+from dziri.core.errors import TrainingError
+from dziri.plugins.backends.llamacpp import available_cpus
 
-from .base_model import TrainingError
-from .sft import Recipe, available_cpus
+from .sft import Recipe
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,26 @@ def _require_training_packages() -> None:
         raise TrainingError(f"training needs {', '.join(missing)}: {TRAIN_INSTALL}")
 
 
-class PeftEngine:
+class Engine:
+    def check(self, recipe: Recipe) -> None:
+        """Refuse what this engine cannot train, before anything is loaded or written."""
+
+    def step_counter(self):
+        return _step_counter()
+
+
+class PeftEngine(Engine):
+    def check(self, recipe: Recipe) -> None:
+        from .base_model import resolve_gguf
+        from .gguf_header import gguf_architecture
+
+        if recipe.quantization != "none":
+            raise TrainingError(
+                "4-bit bases (QLoRA) need bitsandbytes on an NVIDIA GPU: use engine = \"unsloth\" there;"
+                " the CPU engine trains LoRA on the fp32 base"
+            )
+        gguf_architecture(resolve_gguf(recipe.base_model))  # a file that is no model GGUF fails here
+
     def load(self, recipe: Recipe, settings: TrainingSettings, data_dir: Path):
         import torch
 
@@ -48,11 +68,6 @@ class PeftEngine:
 
         torch.set_num_threads(settings.threads or available_cpus())
         torch.manual_seed(settings.seed)
-        if recipe.quantization != "none":
-            raise TrainingError(
-                "4-bit bases (QLoRA) need bitsandbytes on an NVIDIA GPU: use engine = \"unsloth\" there;"
-                " the CPU engine trains LoRA on the fp32 base"
-            )
         base = load_base(recipe.base_model, data_dir)
         info = {"base": recipe.base_model, "base_gguf": str(base.gguf_path),
                 "base_gguf_sha256": base.gguf_sha256, "architecture": base.architecture}
@@ -68,7 +83,7 @@ class PeftEngine:
                             peft_config=lora, on_gpu=False)
 
 
-class UnslothEngine:
+class UnslothEngine(Engine):
     def __init__(self):
         require_gpu()
 
@@ -206,3 +221,16 @@ def torch_tanh(x):
     import torch
 
     return torch.tanh(x)
+
+
+def _step_counter():
+    """Counts the optimizer steps this process takes: after a resume, the steps left."""
+    from transformers import TrainerCallback
+
+    class StepCounter(TrainerCallback):
+        steps = 0
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.steps += 1
+
+    return StepCounter()

@@ -10,7 +10,7 @@ the PEFT adapter. The output directory holds everything a later step needs:
     training.json   base model and its sha256, data hash, recipe, figures; "complete" at the end
 
 Engines: `peft` runs on the CPU on an embedded base (training/base_model.py); `unsloth`
-runs the seed's Qwen2.5-7B-Instruct recipe on an NVIDIA GPU (training/unsloth_engine.py).
+runs the seed's Qwen2.5-7B-Instruct recipe on an NVIDIA GPU (both in training/engines.py).
 """
 
 from __future__ import annotations
@@ -18,22 +18,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from dziri.core.config import TrainingSettings
-from dziri.core.errors import ValidationError
+from dziri.core.errors import TrainingError, ValidationError
 
-from .base_model import TrainingError
 from .instructions import build_examples, split_heldout
 from .segments import read_segments, write_atomically, write_segments
 
 log = logging.getLogger(__name__)
-
-SEVEN_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-
 
 @dataclass(frozen=True)
 class Recipe:
@@ -63,6 +58,10 @@ RECIPES = {
 }
 
 
+# The unsloth recipe's base is already 4-bit; LoRA on the full-precision weights needs this one.
+UNSLOTH_FULL_PRECISION_BASE = "unsloth/Qwen2.5-7B-Instruct"
+
+
 def resolve_recipe(settings: TrainingSettings) -> Recipe:
     """The engine's recipe with every field the user set in [training] (or on the CLI) applied."""
     recipe = asdict(RECIPES[settings.engine])
@@ -70,6 +69,8 @@ def resolve_recipe(settings: TrainingSettings) -> Recipe:
         value = getattr(settings, name, None)
         if value not in (None, "") and (name != "quantization" or "quantization" in settings.model_fields_set):
             recipe[name] = value
+    if settings.engine == "unsloth" and recipe["quantization"] == "none" and not settings.base_model:
+        recipe["base_model"] = UNSLOTH_FULL_PRECISION_BASE
     return Recipe(**recipe)
 
 
@@ -81,11 +82,12 @@ class TrainReport:
     train_segments: int
     heldout_segments: int
     examples: int
-    steps: int = 0
+    steps: int = 0  # the run's last step
+    steps_this_run: int = 0  # optimizer steps taken by this process (fewer after a resume)
     epochs: float = 0.0
     train_tokens: int = 0  # tokens the model saw (padding excluded), all epochs
     train_seconds: float = 0.0
-    tokens_per_second: float = 0.0
+    tokens_per_second: float | None = None
     train_loss: float | None = None
     heldout_loss: float | None = None
     resumed_from: str | None = None
@@ -101,8 +103,8 @@ class TrainReport:
         lines = [
             f"trained {self.engine} LoRA on {self.base_model}: {self.examples} examples from "
             f"{self.train_segments} segments ({self.heldout_segments} held out)",
-            f"  {self.steps} steps, {self.epochs:g} epochs, {self.train_seconds:.0f} s, "
-            f"{self.tokens_per_second:.0f} tokens/s",
+            f"  {self.steps} steps ({self.steps_this_run} in this run), {self.epochs:g} epochs, "
+            f"{self.train_seconds:.0f} s, {_fmt(self.tokens_per_second, '.0f')} tokens/s",
             f"  loss: train {_fmt(self.train_loss)}, held-out {_fmt(self.heldout_loss)}",
         ]
         if self.resumed_from:
@@ -111,15 +113,16 @@ class TrainReport:
         return "\n".join(lines)
 
 
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
+def _fmt(value: float | None, spec: str = ".3f") -> str:
+    return "-" if value is None else format(value, spec)
 
 
 def default_output_dir(settings: TrainingSettings, data_dir: Path) -> Path:
     if settings.output_dir:
         return Path(settings.output_dir).expanduser()
-    name = resolve_recipe(settings).base_model.replace("/", "--")
-    return Path(data_dir) / "training" / Path(name).stem
+    base = resolve_recipe(settings).base_model
+    name = Path(base).name.removesuffix(".gguf") if base.endswith(".gguf") else base.replace("/", "--")
+    return Path(data_dir) / "training" / name
 
 
 def train(data_path: str | Path, settings: TrainingSettings, data_dir: Path, *, restart: bool = False) -> TrainReport:
@@ -127,7 +130,8 @@ def train(data_path: str | Path, settings: TrainingSettings, data_dir: Path, *, 
 
     recipe = resolve_recipe(settings)
     engine = load_engine(settings.engine)  # a missing GPU or package is reported before anything is written
-    segments = [s for s in read_segments(data_path, "training data") if s.translation]
+    engine.check(recipe)  # so is a base model or a precision the engine cannot train
+    segments = [s for s in read_segments(data_path, "training data") if (s.translation or "").strip()]
     if not segments:
         raise ValidationError(f"{data_path} has no translated segments: run `dziri data translate` first")
     train_segments, heldout = split_heldout(segments, settings.heldout_fraction)
@@ -149,15 +153,19 @@ def train(data_path: str | Path, settings: TrainingSettings, data_dir: Path, *, 
     checkpoint = _latest_checkpoint(out / "checkpoints")
     report.resumed_from = str(checkpoint) if checkpoint else None
 
+    counter = engine.step_counter()
+    trainer.add_callback(counter)
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     report.train_seconds = time.perf_counter() - started
     report.steps = result.global_step
+    report.steps_this_run = counter.steps
     report.epochs = round(float(result.metrics.get("epoch", recipe.epochs)), 3)
-    report.train_loss = result.training_loss
-    seen_fraction = _fraction_trained_this_run(checkpoint, result.global_step)
-    report.train_tokens = int(count_tokens(trainer.train_dataset) * report.epochs * seen_fraction)
-    report.tokens_per_second = report.train_tokens / report.train_seconds if report.train_seconds else 0.0
+    if counter.steps:  # none when a run killed after its last checkpoint is finished off
+        report.train_loss = result.training_loss
+        this_run = counter.steps / result.global_step
+        report.train_tokens = int(count_tokens(trainer.train_dataset) * report.epochs * this_run)
+        report.tokens_per_second = report.train_tokens / report.train_seconds
     if heldout_examples:
         report.heldout_loss = trainer.evaluate()["eval_loss"]
 
@@ -174,7 +182,8 @@ def train(data_path: str | Path, settings: TrainingSettings, data_dir: Path, *, 
         "recipe": asdict(recipe),
         "seed": settings.seed,
         "figures": {k: getattr(report, k) for k in (
-            "steps", "epochs", "train_tokens", "train_seconds", "tokens_per_second", "train_loss", "heldout_loss")},
+            "steps", "steps_this_run", "epochs", "train_tokens", "train_seconds", "tokens_per_second",
+            "train_loss", "heldout_loss")},
     })
     return report
 
@@ -184,21 +193,17 @@ def count_tokens(dataset) -> int:
     return sum(len(ids) for ids in dataset["input_ids"])
 
 
-def _fraction_trained_this_run(checkpoint: Path | None, final_step: int) -> float:
-    if checkpoint is None or final_step == 0:
-        return 1.0
-    start = int(checkpoint.name.rsplit("-", 1)[1])
-    return max(0.0, (final_step - start) / final_step)
-
-
 def _prepare_output(out: Path, run_id: str, restart: bool) -> bool:
     """True when `out` already holds this very run, finished. A different run there is
     never overwritten silently: that takes --restart (or another --out)."""
     run_file, done_file = out / "run.json", out / "training.json"
     if restart and out.exists():
-        import shutil
+        if run_file.is_file():
+            import shutil
 
-        shutil.rmtree(out)
+            shutil.rmtree(out)
+        elif any(out.iterdir()):
+            raise TrainingError(f"{out} is not empty and holds no dziri training run: --restart deletes only a run")
     if run_file.is_file():
         previous = json.loads(run_file.read_text(encoding="utf-8")).get("run_id")
         if previous != run_id:
@@ -227,9 +232,13 @@ def _segments_hash(segments) -> str:
     return digest.hexdigest()
 
 
+# Settings that do not change what is learnt, and those the resolved recipe already holds.
+_NOT_IN_IDENTITY = {"threads", "save_steps", "output_dir"} | set(Recipe.__dataclass_fields__)
+
+
 def _run_identity(segments, recipe: Recipe, settings: TrainingSettings) -> str:
-    # Thread count and save interval do not change what is learnt; everything else does.
-    relevant = {k: v for k, v in _settings_dict(settings).items() if k not in ("threads", "save_steps", "output_dir")}
+    """Same data, same resolved recipe, same other settings: the same run, however it was asked for."""
+    relevant = {k: v for k, v in _settings_dict(settings).items() if k not in _NOT_IN_IDENTITY}
     blob = json.dumps({"data": _segments_hash(segments), "recipe": asdict(recipe), "settings": relevant},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -241,10 +250,3 @@ def _settings_dict(settings: TrainingSettings) -> dict:
 
 def _write_json(path: Path, data: dict) -> None:
     write_atomically(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-
-
-def available_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1

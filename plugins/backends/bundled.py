@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,29 +76,50 @@ def _assembled_gemma() -> Path:
     with _ASSEMBLE_LOCK:
         if _verified(target, gemma.EXPECTED_SHA256):
             return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # A unique temporary name in the same folder, renamed into place: processes starting
+        # together (serve --workers N) never write one file, and a killed one leaves no half file.
+        fd, partial = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+        os.close(fd)
         try:
-            # Written next to the target and renamed, so a killed process never leaves a half file.
-            partial = target.with_suffix(".partial")
             gemma.assemble(partial, overwrite=True)
-            partial.replace(target)
+            os.replace(partial, target)
         except (OSError, ValueError) as exc:
             raise ModelError(f"cannot assemble the bundled Gemma 3 270M GGUF into {target.parent}: {exc}") from None
-    _VERIFIED.add(target)
+        finally:
+            Path(partial).unlink(missing_ok=True)
+        _remember_verified(target, gemma.EXPECTED_SHA256)
     return target
 
 
-_VERIFIED: set[Path] = set()  # files whose sha256 this process has checked
+def _stamp(path: Path) -> Path:
+    return path.with_name(path.name + ".verified")
 
 
 def _verified(path: Path, sha256: str) -> bool:
-    if path in _VERIFIED:
-        return True
+    """True when `path` holds the expected bytes. Hashing 253 MB takes a second, so a file
+    checked once is remembered by its size and modification time (a stamp file beside it)."""
     if not path.is_file():
         return False
+    stat = path.stat()
+    expected_stamp = f"{stat.st_size} {stat.st_mtime_ns} {sha256}"
+    try:
+        if _stamp(path).read_text() == expected_stamp:
+            return True
+    except OSError:
+        pass
     if file_sha256(path) != sha256:
         return False
-    _VERIFIED.add(path)
+    _remember_verified(path, sha256)
     return True
+
+
+def _remember_verified(path: Path, sha256: str) -> None:
+    stat = path.stat()
+    try:
+        _stamp(path).write_text(f"{stat.st_size} {stat.st_mtime_ns} {sha256}")
+    except OSError:
+        pass  # a read-only cache only costs a re-hash next time
 
 
 def file_sha256(path: Path) -> str:

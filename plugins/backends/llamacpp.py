@@ -83,7 +83,7 @@ class LlamaCppBackend:
             _existing_file(settings.model_path, "model") if settings.model_path else bundled_gguf(settings.model)
         )
         self.adapter_path = self._resolve_adapter()
-        self.n_threads = settings.n_threads or _available_cpus()
+        self.n_threads = settings.n_threads or available_cpus()
 
     def _resolve_adapter(self) -> Path | None:
         setting = self.settings.adapter_path
@@ -333,7 +333,7 @@ def _check_gguf(path: Path, what: str) -> None:
         raise ModelError(f"{path} is not a valid GGUF {what} (it does not start with the GGUF signature)")
 
 
-def _available_cpus() -> int:
+def available_cpus() -> int:
     try:
         return len(os.sched_getaffinity(0))  # what a container or taskset actually allows
     except AttributeError:

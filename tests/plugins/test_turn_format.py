@@ -50,6 +50,7 @@ def trained_tokenizer(request, tmp_path_factory):
     from transformers import AutoTokenizer
 
     from dziri.plugins.backends.bundled import GEMMA, bundled_gguf
+    from dziri.training.base_model import ensure_chat_template
 
     name = f"dziri-gemma-tokenizer-{gemma.EXPECTED_SHA256[:12]}"
     cache = request.config.cache
@@ -61,7 +62,9 @@ def trained_tokenizer(request, tmp_path_factory):
             tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
         tokenizer.save_pretrained(directory)
     tokenizer = AutoTokenizer.from_pretrained(directory)
-    tokenizer.chat_template = GEMMA_TEMPLATE  # as training/base_model.py sets it: the GGUF has none
+    # Exactly what training does to the tokenizer (the GGUF has no template).
+    ensure_chat_template(tokenizer, "gemma3", bundled_gguf(GEMMA))
+    assert tokenizer.chat_template == GEMMA_TEMPLATE
     return tokenizer
 
 
