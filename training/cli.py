@@ -3,7 +3,9 @@ each command imports its module when it runs, so `dziri --help` stays fast."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 
 import click
 
@@ -246,7 +248,10 @@ def train(data: str, restart: bool, as_json: bool, **overrides) -> None:
     except ValueError as exc:
         raise ConfigError(f"invalid training settings: {exc}") from None
     try:
-        report = run_training(data, settings, config.resolved_data_dir(), restart=restart)
+        # The Trainer prints its loss lines to stdout; they go with the progress bar to stderr,
+        # so stdout holds the report alone (--json reads as JSON).
+        with contextlib.redirect_stdout(sys.stderr):
+            report = run_training(data, settings, config.resolved_data_dir(), restart=restart)
     except KeyboardInterrupt:
         click.echo("\ninterrupted: run the same command again to resume from the last checkpoint", err=True)
         raise SystemExit(130) from None

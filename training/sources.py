@@ -8,6 +8,7 @@ Every reader yields `(where, text)` pairs: `where` names the record for error me
 from __future__ import annotations
 
 import csv
+import logging
 import re
 import sys
 from collections.abc import Iterator
@@ -206,11 +207,16 @@ def _hf_source(name: str, split: str, column: str | None) -> TextSource:
         raise ValidationError(
             f"loading the Hugging Face dataset {name!r} needs the `datasets` package: {_TRAIN_EXTRA}"
         ) from None
+    hub_log = logging.getLogger("huggingface_hub")
+    level = hub_log.level
+    hub_log.setLevel(logging.ERROR)  # each network retry would print a warning: the user gets one line
     try:
         dataset = datasets.load_dataset(name, split=split)
     except Exception as exc:  # network, unknown name, unknown split: one line, whatever the cause
         raise ValidationError(f"cannot load the Hugging Face dataset {name!r} (split {split!r}): "
                               f"{type(exc).__name__}: {exc}") from None
+    finally:
+        hub_log.setLevel(level)
     columns = list(dataset.column_names)
     if column is None:
         column = pick_text_column(columns, f"dataset {name}")
