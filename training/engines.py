@@ -190,6 +190,7 @@ def answer_only_trainer_class():
     vocabulary that head took 24 of a step's 31 s. Here it is one matmul over the answer
     positions and one cross-entropy (bench/train_speed.py measures both).
     """
+    import torch
     import torch.nn.functional as F
     from trl import SFTTrainer
 
@@ -204,7 +205,7 @@ def answer_only_trainer_class():
             logits = causal_lm.get_output_embeddings()(hidden[answer])
             softcap = getattr(causal_lm.config, "final_logit_softcapping", None)
             if softcap:
-                logits = torch_tanh(logits / softcap) * softcap
+                logits = torch.tanh(logits / softcap) * softcap
             count = answer.sum() if num_items_in_batch is None else num_items_in_batch
             loss = F.cross_entropy(logits.float(), labels[answer], reduction="sum") / max(int(count), 1)
             return (loss, {"loss": loss}) if return_outputs else loss
@@ -215,12 +216,6 @@ def answer_only_trainer_class():
 # What the decoder takes from a trl batch (padding-free batches also carry flash-attention
 # bookkeeping that the sdpa path does not need).
 BACKBONE_INPUTS = ("input_ids", "attention_mask", "position_ids")
-
-
-def torch_tanh(x):
-    import torch
-
-    return torch.tanh(x)
 
 
 def _step_counter():
