@@ -31,9 +31,9 @@ APP_NAME = "dziri"
 DEFAULT_PLUGINS = {"backend": "llamacpp", "store": "sqlite", "translator": "groq"}
 ROLES = tuple(DEFAULT_PLUGINS)
 DEFAULT_SYSTEM_PROMPT = (
-    "You are dziri, a friendly assistant who understands Algerian Darija, written in Arabic "
-    "script or in Arabizi (Latin letters and digits such as 3, 7, 9), mixed with French. "
-    "Answer briefly, in the language the user writes in."
+    "You are dziri, a friendly Algerian assistant. You understand Darija written in Arabic script or "
+    "in Arabizi (Latin letters with 3, 7, 9), French and English. Answer briefly and helpfully, in "
+    "the language and script the user writes in, and say so when you do not know."
 )
 
 
@@ -94,6 +94,10 @@ class TrainingSettings(BaseModel):
     tasks: list[Literal["darija_to_english", "english_to_darija", "chat"]] = Field(
         default_factory=lambda: ["darija_to_english", "english_to_darija", "chat"]
     )
+    chat_data: str = ""  # conversations to learn chatting from (data/darija-chat/train.jsonl); --chat
+    # The share of translation examples among all examples when there are conversations too
+    # (drawn, or repeated, to reach it); None: every pair's examples, as many as they are.
+    translation_share: float | None = Field(default=None, ge=0.0, lt=1.0)
     heldout_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
     quantization: Literal["none", "4bit"] = "none"  # "4bit" is QLoRA (unsloth engine, bitsandbytes)
     lora_r: int | None = Field(default=None, ge=1)
@@ -108,6 +112,10 @@ class TrainingSettings(BaseModel):
     batch_size: int | None = Field(default=None, ge=1)  # sequences (or packed blocks) per step
     max_length: int | None = Field(default=None, ge=16)  # tokens per sequence or packed block
     packing: bool = True  # several short examples per block (the Darija pairs are short)
+    # CPU engine: "bf16" holds the frozen base in bf16 and runs the step under bf16 autocast
+    # (LoRA weights and optimizer state stay fp32); "auto" picks it where the CPU has bf16
+    # instructions (avx512_bf16, amx_bf16), fp32 elsewhere.
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
     seed: int = 42
     save_steps: int = Field(default=25, ge=1)  # a checkpoint to resume from every this many steps
     threads: int = Field(default=0, ge=0)  # CPU threads; 0: all the CPUs this process may use

@@ -22,6 +22,7 @@ TEST_ENTRY_POINTS = """\
 [dziri.backends]
 echo = dziri_echo:EchoBackend
 broken = dziri_no_such_module:Backend
+scripted = fakes.backends:ScriptedBackend
 
 [dziri.translators]
 echo = dziri_echo:EchoTranslator

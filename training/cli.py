@@ -168,25 +168,34 @@ def _size(n: int) -> str:
 
 @click.command("eval")
 @click.argument("data", type=click.Path(dir_okay=False))
+@click.option("--task", type=click.Choice(["translation", "chat"]), default="translation", show_default=True,
+              help="translation: chrF and BLEU of Darija → English; chat: how the served chat answers conversations.")
 @click.option("--adapter", type=click.Path(dir_okay=False),
               help="Serve this GGUF LoRA adapter (llama.cpp backend), instead of the configured one.")
 @click.option("--no-adapter", is_flag=True, help="Serve the base model alone (llama.cpp backend).")
 @click.option("--both", is_flag=True,
               help="Evaluate the base model and the adapter (the configured one, or --adapter) side by side.")
-@click.option("--limit", type=click.IntRange(min=1), help="Evaluate the first N segments only.")
+@click.option("--limit", type=click.IntRange(min=1), help="Evaluate the first N items only.")
 @click.option("--out", type=click.Path(dir_okay=False),
-              help="Per-segment outputs, JSONL (default: ./<DATA stem>.eval.jsonl).")
-@click.option("--max-tokens", type=click.IntRange(min=1), default=128, show_default=True,
-              help="The longest translation generated.")
+              help="Per-item outputs, JSONL (default: ./<DATA stem>.eval.jsonl).")
+@click.option("--max-tokens", type=click.IntRange(min=1),
+              help="The longest reply generated (default: 128 for a translation, [chat] max_tokens for a chat).")
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
-def evaluate(data: str, adapter: str | None, no_adapter: bool, both: bool, limit: int | None, out: str | None,
-             max_tokens: int, as_json: bool) -> None:
-    """Score Darija → English translations of the configured backend: chrF and BLEU.
+def evaluate(data: str, task: str, adapter: str | None, no_adapter: bool, both: bool, limit: int | None,
+             out: str | None, max_tokens: int | None, as_json: bool) -> None:
+    """Score the configured backend on DATA.
 
-    DATA holds {"id", "text", "translation"} segments (JSON or JSONL, as `dziri data
-    translate` writes them), e.g. data/darija-en/test.json. Each text is asked with the
-    prompt training uses, greedily; the first line of the reply is scored against the
-    translation. Writes each segment's hypotheses to --out.
+    --task translation (default): DATA holds {"id", "text", "translation"} segments (JSON or
+    JSONL, as `dziri data translate` writes them), e.g. data/darija-en/test.json. Each text
+    is asked with the prompt training uses, greedily; the first line of the reply is scored
+    against the translation with chrF and BLEU.
+
+    --task chat: DATA holds conversations (JSONL, e.g. data/darija-chat/test.jsonl): the user
+    turns, the language they are in, and what a good last reply holds (memory strings,
+    keywords). The user turns go through the chat service with the served settings; the last
+    reply is checked for language and script, memory, topic, echo, translation and looping.
+
+    Writes each item's outputs to --out.
     """
     from pathlib import Path
 
@@ -202,17 +211,25 @@ def evaluate(data: str, adapter: str | None, no_adapter: bool, both: bool, limit
     if target.resolve() == Path(data).resolve():
         raise ValidationError(f"--out {target} is the data file itself: choose another file for the outputs")
     configs = system_configs(config, adapter, no_adapter, both)
-    result = run_evaluation(data, configs, limit=limit, max_tokens=max_tokens)
-    written = write_outputs(result, target)
+    if task == "chat":
+        from .chat_eval import evaluate_chat, write_chat_outputs
+
+        result = evaluate_chat(data, configs, limit=limit, max_tokens=max_tokens)
+        written = write_chat_outputs(result, target)
+    else:
+        result = run_evaluation(data, configs, limit=limit, max_tokens=max_tokens or 128)
+        written = write_outputs(result, target)
     if as_json:
         click.echo(json.dumps({**result.to_dict(), "out": str(written)}, indent=2, ensure_ascii=False))
     else:
         click.echo(result.render())
-        click.echo(f"per-segment outputs: {written}")
+        click.echo(f"per-item outputs: {written}")
 
 
 @click.command()
-@click.argument("data", metavar="DATA", type=click.Path(dir_okay=False))
+@click.argument("data", metavar="[DATA]", required=False, type=click.Path(dir_okay=False))
+@click.option("--chat", "chat_data", type=click.Path(dir_okay=False),
+              help="Conversations to learn chatting from, JSONL (default: [training] chat_data).")
 @click.option("--engine", type=click.Choice(["peft", "unsloth"]), help="peft (CPU, default) or unsloth (NVIDIA GPU).")
 @click.option("--base", "base_model", help="Base model: gemma3-270m (default), smollm2-135m or a GGUF file "
                                            "(unsloth: a model name or folder).")
@@ -222,18 +239,26 @@ def evaluate(data: str, adapter: str | None, no_adapter: bool, both: bool, limit
 @click.option("--max-steps", type=click.IntRange(min=1), help="Stop after this many optimizer steps.")
 @click.option("--batch-size", type=click.IntRange(min=1))
 @click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True))
+@click.option("--lora-r", type=click.IntRange(min=1), help="LoRA rank.")
+@click.option("--lora-alpha", type=click.IntRange(min=1), help="LoRA alpha (the update is scaled by alpha/r).")
 @click.option("--max-length", type=click.IntRange(min=16), help="Tokens per example (or packed block).")
+@click.option("--translation-share", type=click.FloatRange(0, 1, max_open=True),
+              help="Share of translation examples among all when there are conversations too.")
 @click.option("--packing/--no-packing", default=None, help="Pack short examples into blocks (default: on).")
+@click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]),
+              help="CPU engine: bf16 autocast or fp32 (default auto: bf16 where the CPU has bf16 instructions).")
 @click.option("--quantization", type=click.Choice(["none", "4bit"]), help="4bit: QLoRA (unsloth engine only).")
 @click.option("--restart", is_flag=True, help="Discard an earlier run in the output folder and start afresh.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def train(data: str, restart: bool, as_json: bool, **overrides) -> None:
-    """Fine-tune a LoRA adapter on the translated segments in DATA ([training] in the config).
+def train(data: str | None, restart: bool, as_json: bool, **overrides) -> None:
+    """Fine-tune a LoRA adapter on translated pairs (DATA) and conversations (--chat).
 
-    Splits off held-out segments (never trained on; written to heldout.json), builds
-    Darija→English, English→Darija and chat examples, and trains with trl's SFTTrainer,
-    loss on the answers only. Checkpoints as it goes: run the same command again after a
-    crash or Ctrl+C and it resumes. Then: dziri export, dziri eval.
+    Splits off held-out pairs and conversations (never trained on; written to heldout.json
+    and heldout-chat.jsonl), builds Darija→English and English→Darija examples from the
+    pairs and multi-turn chats under the served system prompt ([chat] system_prompt) from
+    the conversations, and trains with trl's SFTTrainer, the loss on every reply. Checkpoints
+    as it goes: run the same command again after a crash or Ctrl+C and it resumes. Then:
+    dziri export, dziri eval.
     """
     from dziri.core.config import TrainingSettings, load_config
     from dziri.core.errors import ConfigError
@@ -251,7 +276,8 @@ def train(data: str, restart: bool, as_json: bool, **overrides) -> None:
         # The Trainer prints its loss lines to stdout; they go with the progress bar to stderr,
         # so stdout holds the report alone (--json reads as JSON).
         with contextlib.redirect_stdout(sys.stderr):
-            report = run_training(data, settings, config.resolved_data_dir(), restart=restart)
+            report = run_training(data, settings, config.resolved_data_dir(), restart=restart,
+                                  chat_path=settings.chat_data or None, system_prompt=config.chat.system_prompt)
     except KeyboardInterrupt:
         click.echo("\ninterrupted: run the same command again to resume from the last checkpoint", err=True)
         raise SystemExit(130) from None

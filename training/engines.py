@@ -2,7 +2,9 @@
 loaded and adapted; the trainer (trl's SFTTrainer, loss on answers only) is shared.
 
 - `peft`: the CPU engine. The base is loaded from the GGUF the llama.cpp backend serves,
-  in fp32 (CPUs have no fast bf16 matmul here), LoRA through peft.
+  LoRA through peft. On a CPU with bf16 matrix instructions (AVX512-BF16, AMX) the frozen
+  base is held in bf16 and the step runs under bf16 autocast, while the LoRA weights and the
+  optimizer state stay fp32 (`[training] precision`, bench/train_speed.py measures both).
 - `unsloth`: the GPU engine, the seed's recipe. unsloth loads the (4-bit) base and patches
   it with its fused kernels; it needs an NVIDIA GPU, and says so at once when there is none.
 """
@@ -69,18 +71,47 @@ class PeftEngine(Engine):
         torch.set_num_threads(settings.threads or available_cpus())
         torch.manual_seed(settings.seed)
         base = load_base(recipe.base_model, data_dir)
+        precision = cpu_precision(settings.precision)
+        if precision == "bf16":
+            # The frozen weights are only read: bf16 halves their memory traffic and spares
+            # autocast a cast per matmul. peft creates the LoRA weights in fp32 on top.
+            base.model.to(torch.bfloat16)
         info = {"base": recipe.base_model, "base_gguf": str(base.gguf_path),
-                "base_gguf_sha256": base.gguf_sha256, "architecture": base.architecture}
+                "base_gguf_sha256": base.gguf_sha256, "architecture": base.architecture, "precision": precision}
         return base.model, base.tokenizer, info
 
     def trainer(self, model, tokenizer, recipe: Recipe, settings: TrainingSettings, checkpoints: Path,
-                examples: list[dict], heldout_examples: list[dict]):
+                examples: list[dict], heldout_examples: dict[str, list[dict]]):
         from peft import LoraConfig
 
         lora = LoraConfig(r=recipe.lora_r, lora_alpha=recipe.lora_alpha, lora_dropout=recipe.lora_dropout,
                           target_modules=list(settings.target_modules), bias="none", task_type="CAUSAL_LM")
-        return make_trainer(model, tokenizer, recipe, settings, checkpoints, examples, heldout_examples,
-                            peft_config=lora, on_gpu=False)
+        trainer = make_trainer(model, tokenizer, recipe, settings, checkpoints, examples, heldout_examples,
+                               peft_config=lora, on_gpu=False)
+        if cpu_precision(settings.precision) == "bf16":
+            trainer.bf16_autocast = True
+            # peft casts each LoRA input to its fp32 weights' dtype, and autocast casts it back
+            # to bf16 for the matmul: two copies of every activation for nothing.
+            for module in trainer.model.modules():
+                if hasattr(module, "cast_input_dtype_enabled"):
+                    module.cast_input_dtype_enabled = False
+        return trainer
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bf16 matrix instructions (where bf16 matmuls beat fp32)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def cpu_precision(setting: str) -> str:
+    """"bf16" or "fp32" for the CPU engine: "auto" is bf16 where the CPU has bf16 instructions."""
+    if setting == "auto":
+        return "bf16" if cpu_has_bf16() else "fp32"
+    return setting
 
 
 class UnslothEngine(Engine):
@@ -105,7 +136,7 @@ class UnslothEngine(Engine):
         return model, tokenizer, info
 
     def trainer(self, model, tokenizer, recipe: Recipe, settings: TrainingSettings, checkpoints: Path,
-                examples: list[dict], heldout_examples: list[dict]):
+                examples: list[dict], heldout_examples: dict[str, list[dict]]):
         return make_trainer(model, tokenizer, recipe, settings, checkpoints, examples, heldout_examples,
                             peft_config=None, on_gpu=True)
 
@@ -124,8 +155,8 @@ def require_gpu() -> None:
 
 
 def make_trainer(model, tokenizer, recipe: Recipe, settings: TrainingSettings, checkpoints: Path,
-                 examples: list[dict], heldout_examples: list[dict], *, peft_config, on_gpu: bool):
-    from datasets import Dataset
+                 examples: list[dict], heldout_examples: dict[str, list[dict]], *, peft_config, on_gpu: bool):
+    """`heldout_examples`: {name: examples}; the held-out loss of each is `eval_<name>_loss`."""
     from trl import SFTConfig, SFTTrainer
 
     prepare_for_packing(model)
@@ -143,8 +174,9 @@ def make_trainer(model, tokenizer, recipe: Recipe, settings: TrainingSettings, c
         max_length=recipe.max_length,
         packing=settings.packing,
         completion_only_loss=True,  # the prompt is given, never learnt
-        # trl's defaults suit a GPU: bf16 and gradient checkpointing would make fp32 CPU
-        # training slower (no bf16 matmul units) and gain nothing for a 270M model.
+        # trl's defaults suit a GPU. On the CPU the answer-only loss below runs bf16 autocast
+        # itself (the decoder is called directly, past accelerate's autocast wrapper), and
+        # gradient checkpointing would only slow a 270M model down.
         bf16=on_gpu,
         gradient_checkpointing=on_gpu,
         use_cpu=not on_gpu,
@@ -166,11 +198,22 @@ def make_trainer(model, tokenizer, recipe: Recipe, settings: TrainingSettings, c
         return trainer_class(
             model=model,
             args=args,
-            train_dataset=Dataset.from_list(examples),
-            eval_dataset=Dataset.from_list(heldout_examples) if heldout_examples else None,
+            train_dataset=tokenized_dataset(examples, tokenizer),
+            eval_dataset={name: tokenized_dataset(rows, tokenizer) for name, rows in heldout_examples.items() if rows}
+            or None,
             processing_class=tokenizer,
             peft_config=peft_config,
         )
+
+
+def tokenized_dataset(examples: list[dict], tokenizer):
+    """The examples as trl takes them ready-made: input_ids and assistant_masks (every reply
+    learnt; trl turns the masks into labels and packs the rows)."""
+    from datasets import Dataset
+
+    from .instructions import tokenize_example
+
+    return Dataset.from_list([tokenize_example(example["messages"], tokenizer) for example in examples])
 
 
 def prepare_for_packing(model) -> None:
@@ -191,23 +234,28 @@ def answer_only_trainer_class():
     positions and one cross-entropy (bench/train_speed.py measures both).
     """
     import torch
-    import torch.nn.functional as F
     from trl import SFTTrainer
 
+    from .answer_loss import answer_cross_entropy
+
     class AnswerOnlySFTTrainer(SFTTrainer):
+        bf16_autocast = False  # set by the engine where the CPU computes bf16 fast
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             inputs = dict(inputs)
             labels = inputs.pop("labels")[:, 1:]
             causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
             backbone_inputs = {k: v for k, v in inputs.items() if k in BACKBONE_INPUTS}
-            hidden = causal_lm.get_decoder()(**backbone_inputs, use_cache=False).last_hidden_state[:, :-1]
             answer = labels != -100
-            logits = causal_lm.get_output_embeddings()(hidden[answer])
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16_autocast):
+                hidden = causal_lm.get_decoder()(**backbone_inputs, use_cache=False).last_hidden_state[:, :-1]
+            hidden = hidden[answer]
+            if self.bf16_autocast:
+                hidden = hidden.to(torch.bfloat16)
             softcap = getattr(causal_lm.config, "final_logit_softcapping", None)
-            if softcap:
-                logits = torch.tanh(logits / softcap) * softcap
+            total = answer_cross_entropy(hidden, causal_lm.get_output_embeddings().weight, labels[answer], softcap)
             count = answer.sum() if num_items_in_batch is None else num_items_in_batch
-            loss = F.cross_entropy(logits.float(), labels[answer], reduction="sum") / max(int(count), 1)
+            loss = total / max(int(count), 1)
             return (loss, {"loss": loss}) if return_outputs else loss
 
     return AnswerOnlySFTTrainer

@@ -194,7 +194,7 @@ def evaluate(data: str | Path, configs: dict[str, DziriConfig], *, limit: int | 
             app = App(config)
             apps.append(app)
             info = app.backend.model_info()
-            adapter = _adapter_of(app, config)
+            adapter = adapter_of(app, config)
             if not name:
                 name = (ADAPTER if adapter else BASE) if config.backend.use == LLAMACPP else config.backend.use
             if name == ADAPTER and not adapter:
@@ -213,7 +213,7 @@ def evaluate(data: str | Path, configs: dict[str, DziriConfig], *, limit: int | 
     return evaluation
 
 
-def _adapter_of(app, config: DziriConfig) -> str:
+def adapter_of(app, config: DziriConfig) -> str:
     if config.backend.use != LLAMACPP:
         return ""
     plugin = app.pm.get_plugin(f"backend:{LLAMACPP}")

@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 ADAPTERS_DIR = Path(__file__).resolve().parent / "adapters"
 SHIPPED_ADAPTERS = {GEMMA: "dziri-darija-gemma3-270m"}
 DEFAULT_ADAPTER = "default"
+# A 270M model left alone repeats itself ("how are you, how are you, …"); llama.cpp's own
+# default is 1.0 (off). Chosen on the chat eval (docs/training.md).
+REPEAT_PENALTY = 1.1
 
 
 def shipped_adapter(model: str) -> Path | None:
@@ -64,6 +67,10 @@ class LlamaCppSettings(BaseModel):
     )
     seed: int = Field(
         -1, description="sampling seed for requests that set none; -1: a fresh random seed per reply"
+    )
+    repeat_penalty: float = Field(
+        REPEAT_PENALTY, ge=1.0, le=2.0,
+        description="how much a token already in the last 64 is held back; a small model loops without it; 1: off",
     )
 
 
@@ -160,6 +167,7 @@ class LlamaCppBackend:
                     top_p=options.top_p,
                     stop=list(options.stop),
                     seed=seed,
+                    repeat_penalty=self.settings.repeat_penalty,
                 )
                 for chunk in stream:
                     piece = chunk["choices"][0]["delta"].get("content")

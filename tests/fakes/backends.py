@@ -30,3 +30,34 @@ class DroppedConnectionBackend:
     @hookimpl
     def backend_model_info(self):
         return ModelInfo(name="dropped", context_length=1000, backend="test")
+
+
+class ScriptedSettings(BaseModel):
+    replies: dict[str, str] = {}  # the last user message → the reply
+    default: str = "ma3labalich, sma7li"
+
+
+class ScriptedBackend:
+    """Answers from a script keyed by the last user message; `prompts` keeps every prompt
+    it was sent (the history the chat service built)."""
+
+    Settings = ScriptedSettings
+
+    def __init__(self, settings: ScriptedSettings, context=None):
+        self.settings = settings
+        self.prompts: list[list] = []
+
+    @hookimpl
+    def backend_chat(self, messages, options) -> Iterator[str]:
+        self.prompts.append(list(messages))
+        reply = self.settings.replies.get(messages[-1].content, self.settings.default)
+        for word in reply.split(" "):
+            yield word + " "
+
+    @hookimpl
+    def backend_count_tokens(self, messages):
+        return sum(len(m.content.split()) + 4 for m in messages)
+
+    @hookimpl
+    def backend_model_info(self):
+        return ModelInfo(name="scripted", context_length=4096, backend="test")

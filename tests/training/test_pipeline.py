@@ -1,5 +1,6 @@
 """The whole pipeline, tiny, as a user runs it: clean → translate (the offline backend
-translator) → train → export → load in llama.cpp → eval, each through the `dziri` command.
+translator) → train on the pairs and a few conversations → export → load in llama.cpp →
+eval as a translator and as a chat, each through the `dziri` command.
 SmolLM2 stands in for Gemma for speed; the full recipe is `make adapter` (docs/training.md)."""
 
 from __future__ import annotations
@@ -26,6 +27,17 @@ RAW = [
     "nchallah tkoun labas",
     "",
 ]
+CHATS = [
+    {"lang": "arabizi", "keywords": ["labas"], "messages": [
+        {"role": "user", "content": "wach rak?"}, {"role": "assistant", "content": "labas hamdoullah, w nta?"}]},
+    {"lang": "arabizi", "memory": ["Karim"], "messages": [
+        {"role": "user", "content": "smiti Karim"}, {"role": "assistant", "content": "marhba bik ya Karim!"},
+        {"role": "user", "content": "chkoun smiti?"}, {"role": "assistant", "content": "smitek Karim."}]},
+    {"lang": "arabic", "messages": [
+        {"role": "user", "content": "واش راك؟"}, {"role": "assistant", "content": "لاباس الحمد لله، وانت؟"}]},
+    {"lang": "french", "messages": [
+        {"role": "user", "content": "Bonjour, ça va ?"}, {"role": "assistant", "content": "Ça va bien, merci !"}]},
+]
 
 
 def test_clean_translate_train_export_load_eval(dziri, tmp_path, models_data_dir):
@@ -48,9 +60,13 @@ def test_clean_translate_train_export_load_eval(dziri, tmp_path, models_data_dir
     pairs = json.loads((tmp_path / "pairs.json").read_text())["segments"]
     assert len(pairs) == 8 and all(p["translation"] for p in pairs)
 
+    chats = tmp_path / "chats.jsonl"
+    chats.write_text("".join(json.dumps(c, ensure_ascii=False) + "\n" for c in CHATS), encoding="utf-8")
     out = tmp_path / "run"
-    step("train", str(tmp_path / "pairs.json"), "--base", "smollm2-135m", "--out", str(out),
-         "--max-steps", "2", "--batch-size", "2", "--max-length", "128")
+    report = json.loads(step("train", str(tmp_path / "pairs.json"), "--chat", str(chats), "--base", "smollm2-135m",
+                             "--out", str(out), "--max-steps", "2", "--batch-size", "2", "--max-length", "128",
+                             "--json"))
+    assert report["train_conversations"] + report["heldout_conversations"] == len(CHATS)
     adapter = tmp_path / "darija.gguf"
     step("export", str(out), "--out", str(adapter))
 
@@ -69,3 +85,10 @@ def test_clean_translate_train_export_load_eval(dziri, tmp_path, models_data_dir
         assert 0 <= system["chrf"] <= 100 and 0 <= system["bleu"] <= 100
     outputs = [json.loads(line) for line in (tmp_path / "eval.jsonl").read_text().splitlines()]
     assert len(outputs) == 3 and all(set(o["hypotheses"]) == {"base", "adapter"} for o in outputs)
+
+    chat = json.loads(step("eval", str(chats), "--task", "chat", "--adapter", str(adapter), "--limit", "2",
+                           "--max-tokens", "16", "--json", "--out", str(tmp_path / "chat.jsonl")))
+    assert chat["task"] == "chat" and chat["conversations"] == 2
+    assert 0 <= chat["systems"]["adapter"]["rates"]["good"] <= 1
+    rows = [json.loads(line) for line in (tmp_path / "chat.jsonl").read_text().splitlines()]
+    assert [len(r["systems"]["adapter"]["replies"]) for r in rows] == [1, 2]  # every user turn was answered

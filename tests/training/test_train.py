@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from dziri.core.config import TrainingSettings
-from dziri.training.instructions import build_examples, split_heldout
+from dziri.core.config import DEFAULT_SYSTEM_PROMPT, TrainingSettings
+from dziri.training.conversations import read_conversations
+from dziri.training.instructions import chat_examples, split_heldout, translation_examples
 from dziri.training.segments import read_segments, write_segments
 from dziri.training.sft import RECIPES, resolve_recipe
 
@@ -26,22 +27,26 @@ pytestmark = pytest.mark.skipif(
 )
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "darija-en" / "train.json"
+CHATS = Path(__file__).resolve().parents[2] / "data" / "darija-chat" / "train.jsonl"
 TINY = dict(base_model="smollm2-135m", batch_size=2, max_length=128, save_steps=1)
+
+
+def tiny_trainer(models_data_dir, checkpoints, precision: str):
+    from dziri.training.engines import PeftEngine
+
+    settings = TrainingSettings(**TINY, max_steps=1, precision=precision)
+    recipe = resolve_recipe(settings)
+    engine = PeftEngine()
+    model, tokenizer, _ = engine.load(recipe, settings, models_data_dir)
+    examples = translation_examples(read_segments(DATA)[:12])
+    trainer = engine.trainer(model, tokenizer, recipe, settings, checkpoints, examples, {})
+    return trainer, next(iter(trainer.get_train_dataloader()))
 
 
 @pytest.fixture(scope="module")
 def engine_parts(models_data_dir, tmp_path_factory):
-    """A packed-batch trainer on SmolLM2 as `dziri train` builds it, and one of its batches."""
-    from dziri.training.engines import PeftEngine
-
-    settings = TrainingSettings(**TINY, max_steps=1)
-    recipe = resolve_recipe(settings)
-    engine = PeftEngine()
-    model, tokenizer, _ = engine.load(recipe, settings, models_data_dir)
-    examples = build_examples(read_segments(DATA)[:12])
-    trainer = engine.trainer(model, tokenizer, recipe, settings, tmp_path_factory.mktemp("checkpoints"), examples, [])
-    batch = next(iter(trainer.get_train_dataloader()))
-    return trainer, batch
+    """A packed-batch fp32 trainer on SmolLM2 as `dziri train` builds it, and one of its batches."""
+    return tiny_trainer(models_data_dir, tmp_path_factory.mktemp("checkpoints"), "fp32")
 
 
 def test_the_loss_is_the_answer_only_cross_entropy(engine_parts):
@@ -56,6 +61,50 @@ def test_the_loss_is_the_answer_only_cross_entropy(engine_parts):
         reference = trainer.model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
                                   labels=labels, use_cache=False).loss
     assert abs(float(ours) - float(reference)) < 1e-4
+
+
+def test_bf16_keeps_lora_and_its_optimizer_in_fp32_and_the_loss_close(engine_parts, models_data_dir, tmp_path):
+    import torch
+
+    fp32_trainer, batch = engine_parts
+    trainer, _ = tiny_trainer(models_data_dir, tmp_path, "bf16")
+    trainable = [p for p in trainer.model.parameters() if p.requires_grad]
+    frozen = [p for p in trainer.model.parameters() if not p.requires_grad]
+    assert trainable and all(p.dtype == torch.float32 for p in trainable)
+    assert all(p.dtype == torch.bfloat16 for p in frozen)
+    assert trainer.bf16_autocast and not fp32_trainer.bf16_autocast
+    with torch.no_grad():
+        half = float(trainer.compute_loss(trainer.model, dict(batch)))
+        full = float(fp32_trainer.compute_loss(fp32_trainer.model, dict(batch)))
+    assert abs(half / full - 1) < 0.02
+    trainer.create_optimizer()
+    assert all(p.dtype == torch.float32 for group in trainer.optimizer.param_groups for p in group["params"])
+
+
+def test_every_reply_of_a_conversation_is_learnt_and_nothing_else(engine_parts):
+    from dziri.training.instructions import tokenize_example
+
+    trainer, _ = engine_parts
+    tokenizer = trainer.processing_class
+    conversation = next(c for c in read_conversations(CHATS) if len(c.messages) >= 6)
+    messages = chat_examples([conversation], DEFAULT_SYSTEM_PROMPT)[0]["messages"]
+    row = tokenize_example(messages, tokenizer)
+    spans, current = [], []
+    for token, bit in zip(row["input_ids"], row["assistant_masks"], strict=True):
+        if bit:
+            current.append(token)
+        elif current:
+            spans.append(tokenizer.decode(current))
+            current = []
+    if current:
+        spans.append(tokenizer.decode(current))
+    replies = [m["content"] for m in messages if m["role"] == "assistant"]
+    assert len(spans) == len(replies)  # every reply, not only the last
+    for span, reply in zip(spans, replies, strict=True):
+        assert span.startswith(reply) and span.endswith("<|im_end|>")  # the reply and its end of turn
+    learnt = "".join(spans)
+    assert DEFAULT_SYSTEM_PROMPT not in learnt
+    assert not any(m["content"] in learnt for m in messages if m["role"] == "user")
 
 
 def test_packed_examples_do_not_attend_to_each_other(engine_parts):
@@ -83,7 +132,7 @@ def test_split_is_stable_and_heldout_never_trained():
     _, again = split_heldout(list(reversed(segments)), 0.1)
     assert {s.id for s in heldout} == {s.id for s in again}  # by id, not by position
     assert 0.07 < len(heldout) / len(segments) < 0.13
-    contents = [m["content"] for row in build_examples(train) for m in row["prompt"] + row["completion"]]
+    contents = [m["content"] for row in translation_examples(train) for m in row["messages"]]
     trained_texts = {s.text for s in train}
     for segment in heldout:
         if segment.text not in trained_texts:  # the data may hold the same line twice, with two ids
