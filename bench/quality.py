@@ -1,12 +1,14 @@
-"""What the Darija adapters buy: chrF and BLEU of Darija → English translations on the
-held-out test set, base model against base + adapter, for both bundled models, in one run.
+"""What the Darija adapters buy, as a translator and as a chat, in one run: for both bundled
+models, base against base + adapter,
+- chrF and BLEU of Darija → English translations on data/darija-en/test.json, scored the way
+  `dziri eval` scores them (the training prompt, greedy, the reply's first line);
+- the chat rates on data/darija-chat/test.jsonl, scored the way `dziri eval --task chat`
+  scores them (the user turns through ChatService with the served settings, the last reply
+  checked for language, memory, topic, echo, translation and looping).
+Prints both tables, the adapter − base deltas and the adapter / base ratios.
 
-Each system is scored the way `dziri eval` scores it (training/evaluate.py: the training
-prompt, greedy, the reply's first line). Prints a table, the adapter − base deltas and
-the adapter / base ratios.
-
-    .venv/bin/python bench/quality.py [--data data/darija-en/test.json] [--limit N]
-        [--gemma-adapter PATH] [--smollm2-adapter PATH]
+    .venv/bin/python bench/quality.py [--data data/darija-en/test.json] [--chat data/darija-chat/test.jsonl]
+        [--limit N] [--chat-limit N] [--gemma-adapter PATH] [--smollm2-adapter PATH]
 
 Gemma 3 270M's adapter defaults to the one shipped in plugins/backends/adapters/; a
 SmolLM2 adapter is scored only when --smollm2-adapter names one. A missing adapter is
@@ -23,6 +25,7 @@ from pathlib import Path
 from dziri.core.config import DziriConfig, load_config
 from dziri.plugins.backends.bundled import GEMMA, SMOLLM2
 from dziri.plugins.backends.llamacpp import shipped_adapter
+from dziri.training.chat_eval import CHECKS, evaluate_chat
 from dziri.training.evaluate import evaluate
 
 REPO = Path(__file__).resolve().parent.parent
@@ -42,6 +45,9 @@ def main() -> None:
     parser.add_argument("--gemma-adapter", help="default: the adapter shipped for gemma3-270m")
     parser.add_argument("--smollm2-adapter")
     parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--chat", default=str(REPO / "data" / "darija-chat" / "test.jsonl"))
+    parser.add_argument("--chat-limit", type=int, help="the first N conversations only (a quick check)")
+    parser.add_argument("--no-chat", action="store_true", help="translation only")
     args = parser.parse_args()
 
     os.environ["DZIRI_DATA_DIR"] = tempfile.mkdtemp(prefix="dziri-bench-")
@@ -70,8 +76,28 @@ def main() -> None:
             a, b = tuned.scores, plain.scores
             print(f"{model}: adapter − base chrF {a.chrf - b.chrf:+.1f} (×{_ratio(a.chrf, b.chrf)}),"
                   f" BLEU {a.bleu - b.bleu:+.1f} (×{_ratio(a.bleu, b.bleu)})")
+    if not args.no_chat:
+        chat = evaluate_chat(args.chat, configs, limit=args.chat_limit)
+        counts = chat.counts()
+        print(f"\n{args.chat}: {counts['conversations']} conversations ({counts['with_memory']} with a memory check),"
+              f" the served settings {chat.settings}")
+        names = list(chat.systems)
+        print(f"{'check':<18}" + "".join(f"{name:>22}" for name in names))
+        rates = {name: chat.systems[name].rates() for name in names}
+        for check in CHECKS:
+            label = check if check in ("good", "language", "memory", "topical") else f"{check} (bad)"
+            print(f"{label:<18}" + "".join(f"{_percent(rates[name][check]):>22}" for name in names))
+        for model in (GEMMA, SMOLLM2):
+            plain, tuned = rates.get(f"{model} base"), rates.get(f"{model} + adapter")
+            if plain and tuned:
+                print(f"{model}: good replies adapter {_percent(tuned['good'])} vs base {_percent(plain['good'])}"
+                      f" (×{_ratio(tuned['good'], plain['good'])})")
     for note in notes:
         print(note)
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
 
 
 def _ratio(a: float, b: float) -> str:

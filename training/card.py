@@ -2,10 +2,11 @@
 its base model (with the base GGUF's sha256 and licence), the data it was trained on (with
 its hash), the recipe, the training figures and the held-out scores.
 
-    python -m dziri.training.card RUN_DIR ADAPTER.gguf SCORES.json   # writes ADAPTER.json
+    python -m dziri.training.card RUN_DIR ADAPTER.gguf SCORES.json [SCORES.json ...]   # writes ADAPTER.json
 
-RUN_DIR is a `dziri train` output (training.json), SCORES.json what `dziri eval --both --json`
-printed. `make adapter` runs it after train, export and eval.
+RUN_DIR is a `dziri train` output (training.json), each SCORES.json what `dziri eval --both
+--json` printed (a translation and a chat evaluation, filed under their task). `make adapter`
+runs it after train, export and eval.
 """
 
 from __future__ import annotations
@@ -43,11 +44,14 @@ def adapter_card(run_dir: Path, adapter_gguf: Path, scores: dict) -> dict:
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) != 3:
+    if len(argv) < 3:
         raise SystemExit(__doc__)
-    run_dir, adapter_gguf, scores_file = Path(argv[0]), Path(argv[1]), Path(argv[2])
+    run_dir, adapter_gguf = Path(argv[0]), Path(argv[1])
     try:
-        scores = json.loads(scores_file.read_text(encoding="utf-8"))
+        scores = {}
+        for scores_file in argv[2:]:
+            result = json.loads(Path(scores_file).read_text(encoding="utf-8"))
+            scores[result.get("task", "translation")] = result
         card = adapter_card(run_dir, adapter_gguf, scores)
     except (OSError, ValueError, KeyError) as exc:
         raise SystemExit(f"cannot write the adapter card: {exc}") from None

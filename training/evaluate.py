@@ -55,6 +55,7 @@ class Evaluation:
     def to_dict(self) -> dict:
         return {
             "data": str(self.data),
+            "task": "translation",
             "segments": len(self.segments),
             "systems": {
                 name: {"chrf": round(r.scores.chrf, 2), "bleu": round(r.scores.bleu, 2),

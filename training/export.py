@@ -448,7 +448,8 @@ def ollama_format(base_gguf: str | Path) -> tuple[str, list[str]]:
 
 def write_modelfile(path: str | Path, base_gguf: str | Path, adapter_gguf: str | Path | None = None, *,
                     template: str | None = None, stop: list[str] | None = None, system: str | None = None,
-                    num_ctx: int = 2048, temperature: float = 0.7, base_hint: str | None = None) -> Path:
+                    num_ctx: int = 2048, temperature: float | None = None, repeat_penalty: float | None = None,
+                    base_hint: str | None = None) -> Path:
     """An Ollama Modelfile: FROM the base (or a merged GGUF, then no adapter), ADAPTER the GGUF
     LoRA. `base_hint`, a bundled model's name, puts in a comment how to find its path on
     another machine."""
@@ -458,7 +459,13 @@ def write_modelfile(path: str | Path, base_gguf: str | Path, adapter_gguf: str |
     if template is None:
         template, default_stop = ollama_format(base_gguf)
         stop = default_stop if stop is None else stop
+    from dziri.core.config import ChatSettings
+    from dziri.plugins.backends.llamacpp import REPEAT_PENALTY
+
     system = DEFAULT_SYSTEM_PROMPT if system is None else system
+    # What dziri serves with, so that `ollama run dziri` answers as `dziri chat` does.
+    temperature = ChatSettings().temperature if temperature is None else temperature
+    repeat_penalty = REPEAT_PENALTY if repeat_penalty is None else repeat_penalty
     lines = [
         "# Ollama recipe for dziri, written by `dziri export`. Build and run it with:",
         "#   ollama create dziri -f Modelfile && ollama run dziri",
@@ -477,7 +484,7 @@ def write_modelfile(path: str | Path, base_gguf: str | Path, adapter_gguf: str |
     if adapter_gguf is not None:
         lines.append(f"ADAPTER {_modelfile_path(adapter_gguf, path.parent)}")
     lines += [f'TEMPLATE """{template}"""', f'SYSTEM """{system}"""', f"PARAMETER num_ctx {num_ctx}",
-              f"PARAMETER temperature {temperature}"]
+              f"PARAMETER temperature {temperature}", f"PARAMETER repeat_penalty {repeat_penalty}"]
     lines += [f"PARAMETER stop {json.dumps(s)}" for s in stop or []]
     text = "\n".join(lines) + "\n"
     with _atomic(path) as partial:

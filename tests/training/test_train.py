@@ -192,9 +192,9 @@ def test_a_killed_run_resumes_from_its_checkpoint(dziri, small_data, tmp_path, m
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
     info = json.loads((out / "training.json").read_text())
     assert info["complete"] and info["base"] == "smollm2-135m" and info["architecture"] == "llama"
-    assert info["data"]["train"] + info["data"]["heldout"] == 30
+    assert info["data"]["pairs"]["train"] + info["data"]["pairs"]["heldout"] == 30 and "chat" not in info["data"]
     heldout_ids = {s.id for s in read_segments(out / "heldout.json")}
-    assert len(heldout_ids) == info["data"]["heldout"]
+    assert len(heldout_ids) == info["data"]["pairs"]["heldout"]
 
     again = dziri(*train_args(small_data, out), env={"DZIRI_DATA_DIR": str(models_data_dir)}, timeout=120)
     assert again.returncode == 0 and json.loads(again.stdout)["up_to_date"]
