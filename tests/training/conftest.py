@@ -3,6 +3,7 @@ with the test translator `recording` (tests/fakes/translators.py) installed for 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -62,3 +63,17 @@ def models_data_dir(tmp_path_factory) -> Path:
     """One data dir for the session's training tests: transformers' fp32 copy of a base GGUF
     is made there once (SmolLM2: ~40 s) and reused by every test that loads it."""
     return tmp_path_factory.mktemp("models-data")
+
+
+@pytest.fixture(scope="session")
+def build_script():
+    """build_script(data/<set>): that data set's stdlib-only build.py, imported as a module."""
+
+    def load(data_set: Path):
+        name = f"{data_set.name.replace('-', '_')}_build"
+        spec = importlib.util.spec_from_file_location(name, data_set / "build.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

@@ -4,7 +4,6 @@ built files are the build of the sources, and that its replies follow the user's
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections import Counter
 from pathlib import Path
@@ -19,11 +18,8 @@ DATA = Path(__file__).resolve().parents[2] / "data" / "darija-chat"
 
 
 @pytest.fixture(scope="module")
-def build():
-    spec = importlib.util.spec_from_file_location("darija_chat_build", DATA / "build.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def build(build_script):
+    return build_script(DATA)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ split, the mix of scripts, and that train.json/test.json read as segment files."
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections import Counter
 from pathlib import Path
@@ -16,11 +15,8 @@ DATA = Path(__file__).resolve().parents[2] / "data" / "darija-en"
 
 
 @pytest.fixture(scope="module")
-def build():
-    spec = importlib.util.spec_from_file_location("darija_en_build", DATA / "build.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def build(build_script):
+    return build_script(DATA)
 
 
 @pytest.fixture(scope="module")
