@@ -100,11 +100,21 @@ class ModelInfo(BaseModel):
 
 
 class Segment(BaseModel):
-    """A unit of text to translate, as in the seed's {"segments": [{"id", "text"}]}."""
+    """A unit of text to translate, as in the seed's {"segments": [{"id", "text"}]}.
 
-    id: str
+    The id is a string or an integer (the seed's files number their segments: `"id": 1073`)
+    and stays what it was in every file dziri writes."""
+
+    id: str | int
     text: str
     translation: str | None = None
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _string_or_integer(cls, value):
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise ValueError("must be a string or an integer")
+        return value
 
 
 class PluginContext(BaseModel):

@@ -107,7 +107,7 @@ def read_references(path: str | Path, limit: int | None = None) -> list[Segment]
         raise ValidationError(f"{path} has no segments to evaluate")
     missing = [s.id for s in segments if not (s.translation or "").strip()]
     if missing:
-        shown = ", ".join(missing[:5]) + (", …" if len(missing) > 5 else "")
+        shown = ", ".join(str(i) for i in missing[:5]) + (", …" if len(missing) > 5 else "")
         raise ValidationError(
             f"{path}: {len(missing)} segment(s) have no reference translation ({shown}); "
             "evaluate on translated segments (`dziri data translate`)"

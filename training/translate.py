@@ -105,7 +105,7 @@ class TranslateReport:
 
 
 def _ids(ids: list[str], shown: int = 8) -> str:
-    return ", ".join(ids[:shown]) + (f", … ({len(ids) - shown} more)" if len(ids) > shown else "")
+    return ", ".join(str(i) for i in ids[:shown]) + (f", … ({len(ids) - shown} more)" if len(ids) > shown else "")
 
 
 def translate_file(

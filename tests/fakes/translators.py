@@ -46,7 +46,7 @@ class RecordingTranslator:
         s = self.settings
         ids = [segment.id for segment in segments]
         self.calls.append(ids)
-        self._log("start " + " ".join(ids))
+        self._log("start " + " ".join(str(i) for i in ids))
         if s.delay_s:
             time.sleep(s.delay_s)
         if s.fail_marker and any(s.fail_marker in segment.text for segment in segments):

@@ -25,8 +25,8 @@ def splits() -> dict[str, list[dict]]:
             for name in ("train", "test")}
 
 
-def test_at_least_1000_pairs(splits):
-    assert len(splits["train"]) + len(splits["test"]) >= 1000
+def test_at_least_3000_pairs(splits):
+    assert len(splits["train"]) + len(splits["test"]) >= 3000
 
 
 def test_every_pair_has_text_and_translation(splits):

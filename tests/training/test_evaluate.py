@@ -167,3 +167,19 @@ def test_dziri_eval_errors_are_one_line(dziri, data, tmp_path, one_line_error):
     one_line_error(dziri("eval", str(data), "--adapter", "a.gguf", "--no-adapter"), "contradict")
     one_line_error(dziri("eval", str(data), "--adapter", str(tmp_path / "no.gguf"), "--limit", "1"),
                    "LoRA adapter file not found")
+
+
+def test_the_seeds_result_json_with_integer_ids_evaluates_and_splits(tmp_path):
+    from dziri.training.instructions import split_heldout, translation_examples
+
+    result = tmp_path / "result.json"
+    segments = [{"id": 1000 + n, "text": f"jomla {n}", "translation": f"sentence {n}"} for n in range(40)]
+    result.write_text(json.dumps({"segments": segments}), encoding="utf-8")
+    read = read_references(result)
+    assert [s.id for s in read] == [1000 + n for n in range(40)]
+    train, heldout = split_heldout(read, 0.2)
+    assert heldout and train and {s.id for s in train}.isdisjoint(s.id for s in heldout)
+    assert len(translation_examples(train)) == 2 * len(train)
+    (tmp_path / "missing.json").write_text(json.dumps({"segments": [{"id": 7, "text": "x"}]}), encoding="utf-8")
+    with pytest.raises(ValidationError, match="no reference translation \\(7\\)"):
+        read_references(tmp_path / "missing.json")

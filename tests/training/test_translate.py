@@ -274,7 +274,8 @@ def test_jsonl_input(tmp_path):
     (None, "input file in.json does not exist"),
     ('{"segments": [{"id": "a", "text": "x"},\n{"id": "b" "text": "y"}]}', "in.json is not valid JSON: line 2"),
     ('["wach rak", "labas"]', 'segment 1: expected an object with "id" and "text"'),
-    ('{"segments": [{"id": 1, "text": "x"}]}', "segment 1: id: Input should be a valid string"),
+    ('{"segments": [{"id": 1.5, "text": "x"}]}', "segment 1: id: Value error, must be a string or an integer"),
+    ('{"segments": [{"id": true, "text": "x"}]}', "segment 1: id: Value error, must be a string or an integer"),
     ('{"segments": [{"id": "a", "text": "x"}, {"id": "a", "text": "y"}]}', "the id 'a' is used by more than one"),
     ('{"segments": [{"id": "a", "text": "  "}]}', "segment 'a' has an empty text"),
 ])
@@ -285,6 +286,24 @@ def test_bad_input_is_one_clear_error(tmp_path, content, message):
         translate_file("in.json", "out.json", recording(tmp_path)[1])
     assert message in str(caught.value) and "\n" not in str(caught.value)
     assert not (tmp_path / "out.json").exists() and not checkpoint_path(tmp_path / "out.json").exists()
+
+
+def test_the_seeds_integer_ids_are_read_and_written_back_as_integers(tmp_path):
+    """The seed's cleaned_data.json numbers its segments; its result.json adds "translation"."""
+    seed = {"segments": [{"id": 1073, "text": "wach rak?"}, {"id": 1074, "text": "واش راك؟"},
+                         {"id": "x1", "text": "labas"}]}
+    (tmp_path / "cleaned_data.json").write_text(json.dumps(seed, ensure_ascii=False), encoding="utf-8")
+    plugin, translator = recording(tmp_path, fail_marker="واش")
+    first = translate_file(tmp_path / "cleaned_data.json", tmp_path / "result.json", translator, batch_size=1)
+    assert first.failed == 1
+    written = read_output(tmp_path / "result.json")
+    assert [s["id"] for s in written] == [1073, 1074, "x1"] and "translation" not in written[1]
+    translate_file(tmp_path / "cleaned_data.json", tmp_path / "result.json", recording(tmp_path)[1], batch_size=1)
+    assert [s["id"] for s in read_output(tmp_path / "result.json")] == [1073, 1074, "x1"]
+    # 1 and "1" are two ids, as JSON keeps them apart.
+    (tmp_path / "two.json").write_text('{"segments": [{"id": 1, "text": "a"}, {"id": "1", "text": "b"}]}')
+    translate_file(tmp_path / "two.json", tmp_path / "two-out.json", recording(tmp_path)[1])
+    assert [s["id"] for s in read_output(tmp_path / "two-out.json")] == [1, "1"]
 
 
 def test_an_existing_output_that_is_not_a_segments_file_is_not_overwritten(tmp_path, data):
