@@ -25,7 +25,7 @@ from pathlib import Path
 from dziri.core.config import DziriConfig, load_config
 from dziri.plugins.backends.bundled import GEMMA, SMOLLM2
 from dziri.plugins.backends.llamacpp import shipped_adapter
-from dziri.training.chat_eval import CHECKS, evaluate_chat
+from dziri.training.chat_eval import evaluate_chat
 from dziri.training.evaluate import evaluate
 
 REPO = Path(__file__).resolve().parent.parent
@@ -78,15 +78,8 @@ def main() -> None:
                   f" BLEU {a.bleu - b.bleu:+.1f} (×{_ratio(a.bleu, b.bleu)})")
     if not args.no_chat:
         chat = evaluate_chat(args.chat, configs, limit=args.chat_limit)
-        counts = chat.counts()
-        print(f"\n{args.chat}: {counts['conversations']} conversations ({counts['with_memory']} with a memory check),"
-              f" the served settings {chat.settings}")
-        names = list(chat.systems)
-        print(f"{'check':<18}" + "".join(f"{name:>22}" for name in names))
-        rates = {name: chat.systems[name].rates() for name in names}
-        for check in CHECKS:
-            label = check if check in ("good", "language", "memory", "topical") else f"{check} (bad)"
-            print(f"{label:<18}" + "".join(f"{_percent(rates[name][check]):>22}" for name in names))
+        print(f"\n{chat.render()}\nthe served settings: {chat.settings}")
+        rates = {name: run.rates() for name, run in chat.systems.items()}
         for model in (GEMMA, SMOLLM2):
             plain, tuned = rates.get(f"{model} base"), rates.get(f"{model} + adapter")
             if plain and tuned:

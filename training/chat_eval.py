@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from dziri.core.config import DziriConfig, RoleSection
-from dziri.core.errors import ConfigError, ValidationError
+from dziri.core.errors import ValidationError
 
 from .conversations import Conversation, read_conversations
 from .language import ENGLISH, FRENCH, detect, fold
@@ -136,20 +136,18 @@ class SystemRun:
     checks: list[ReplyCheck] = field(default_factory=list)
 
     def rates(self) -> dict[str, float | None]:
-        def share(values):
-            values = [v for v in values if v is not None]
-            return sum(values) / len(values) if values else None
+        """The share of replies that pass each check (bad ones: that fail it), over the items
+        the check applies to."""
+        rates = {}
+        for check, attribute in _CHECK_ATTRIBUTES.items():
+            values = [getattr(x, attribute) for x in self.checks if getattr(x, attribute) is not None]
+            rates[check] = sum(values) / len(values) if values else None
+        return rates
 
-        c = self.checks
-        return {
-            "good": share([x.good for x in c]),
-            "language": share([x.language_ok for x in c]),
-            "memory": share([x.memory_ok for x in c]),
-            "topical": share([x.topical_ok for x in c]),
-            "echo": share([x.echo for x in c]),
-            "translation": share([x.translation for x in c]),
-            "looping": share([x.looping for x in c]),
-        }
+
+# What each rate in CHECKS counts, on a ReplyCheck.
+_CHECK_ATTRIBUTES = {"good": "good", "language": "language_ok", "memory": "memory_ok", "topical": "topical_ok",
+                     "echo": "echo", "translation": "translation", "looping": "looping"}
 
 
 @dataclass
@@ -173,13 +171,14 @@ class ChatEvaluation:
 
     def render(self) -> str:
         counts = self.counts()
+        width = max([10, *(len(name) + 2 for name in self.systems)])
         lines = [f"{self.data}: {counts['conversations']} conversations ({counts['with_memory']} with a memory "
                  f"check, {counts['with_keywords']} with keywords), the last reply scored",
-                 f"{'':<18}" + "".join(f"{name:>10}" for name in self.systems)]
+                 f"{'':<18}" + "".join(f"{name:>{width}}" for name in self.systems)]
         rates = {name: run.rates() for name, run in self.systems.items()}
         for check in CHECKS:
             label = check if check in ("good", "language", "memory", "topical") else f"{check} (bad)"
-            lines.append(f"{label:<18}" + "".join(f"{_percent(rates[name][check]):>10}" for name in self.systems))
+            lines.append(f"{label:<18}" + "".join(f"{_percent(rates[name][check]):>{width}}" for name in self.systems))
         for name, run in self.systems.items():
             lines.append(f"{name}: {run.model}" + (f" + {run.adapter}" if run.adapter else ""))
         return "\n".join(lines)
@@ -214,44 +213,29 @@ def evaluate_chat(data: str | Path, configs: dict[str, DziriConfig], *, limit: i
     """Score the configured systems ({name: config}, as `evaluate.system_configs` makes them)."""
     from tqdm import tqdm
 
-    from dziri.core.app import App
-
-    from .evaluate import ADAPTER, BASE, LLAMACPP, adapter_of
+    from .evaluate import loaded_systems
 
     conversations = read_chat_items(data, limit)
-    apps = []
     with tempfile.TemporaryDirectory(prefix="dziri-chat-eval-") as scratch:
-        try:
-            systems = []
-            for index, (name, config) in enumerate(configs.items()):
-                folder = Path(scratch) / str(index)
-                folder.mkdir()
-                app = App(with_scratch_store(config, folder))
-                apps.append(app)
-                info = app.backend.model_info()  # a wrong model or adapter fails before any generation
-                adapter = adapter_of(app, config)
-                if not name:
-                    name = (ADAPTER if adapter else BASE) if config.backend.use == LLAMACPP else config.backend.use
-                if name == ADAPTER and not adapter:
-                    raise ConfigError("no adapter to evaluate: the llama.cpp backend serves none; pass --adapter PATH")
-                systems.append((name, app, info.name, adapter))
-            settings = {}
-            evaluation = ChatEvaluation(Path(data), conversations, settings)
-            for name, app, model, adapter in systems:
-                service = app.chat
+        scratch_configs = {}
+        for index, (name, config) in enumerate(configs.items()):
+            folder = Path(scratch) / str(index)
+            folder.mkdir()
+            scratch_configs[name] = with_scratch_store(config, folder)
+        with loaded_systems(scratch_configs) as systems:
+            evaluation = ChatEvaluation(Path(data), conversations, settings={})
+            for system in systems:
+                service = system.app.chat
                 options = service.default_options(seed=seed, **({"max_tokens": max_tokens} if max_tokens else {}))
-                settings.update(options.model_dump(exclude={"stop"}))
+                evaluation.settings.update(options.model_dump(exclude={"stop"}))
                 user = service.local_user("dziri-eval")
-                run = SystemRun(name, model, adapter)
-                for conversation in tqdm(conversations, desc=name, unit="conversation", leave=False,
+                run = SystemRun(system.name, system.model, system.adapter)
+                for conversation in tqdm(conversations, desc=system.name, unit="conversation", leave=False,
                                          disable=not progress):
                     replies = converse(service, user.id, conversation, options)
                     run.replies.append(replies)
                     run.checks.append(check_reply(replies[-1], conversation))
-                evaluation.systems[name] = run
-        finally:
-            for app in apps:
-                app.close()
+                evaluation.systems[system.name] = run
     return evaluation
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from dziri.core.errors import ValidationError
@@ -29,7 +29,6 @@ REPLY_LANGS = ("arabizi", "arabic", "french", "english")
 # The reply follows the user; Darija with French mixed in is answered in Latin-letter Darija.
 REPLY_LANG_OF = {"arabizi": "arabizi", "arabic": "arabic", "mixed": "arabizi", "french": "french",
                  "english": "english"}
-_OPTIONAL = {"id", "lang", "memory", "keywords", "reply_lang", "domain"}
 
 
 @dataclass(frozen=True)
@@ -41,7 +40,6 @@ class Conversation:
     memory: tuple[str, ...] = ()
     keywords: tuple[str, ...] = ()
     domain: str = ""
-    extra: dict = field(default_factory=dict, compare=False)
 
     @property
     def user_turns(self) -> list[str]:
@@ -50,6 +48,12 @@ class Conversation:
     @property
     def has_replies(self) -> bool:
         return any(m["role"] == "assistant" for m in self.messages)
+
+    def to_record(self) -> dict:
+        """The line `read_conversations` reads back: only the fields that are set."""
+        record = {"id": self.id, "domain": self.domain, "lang": self.lang, "messages": list(self.messages),
+                  "memory": list(self.memory), "keywords": list(self.keywords), "reply_lang": self.reply_lang}
+        return {key: value for key, value in record.items() if value not in (None, "", [])}
 
     @property
     def expected_reply_lang(self) -> str | None:
@@ -143,10 +147,8 @@ def _parse(record, where: str, need_replies: bool) -> Conversation:
         conv_id = conversation_id(messages)
     elif not isinstance(conv_id, (str, int)) or isinstance(conv_id, bool) or not str(conv_id).strip():
         raise ValidationError(f"{where}: id must be a string or an integer")
-    extra = {k: v for k, v in record.items() if k not in _OPTIONAL | {"messages"}}
     return Conversation(id=str(conv_id), messages=tuple(messages), lang=lang, reply_lang=reply_lang,
-                        memory=lists["memory"], keywords=lists["keywords"], domain=str(record.get("domain") or ""),
-                        extra=extra)
+                        memory=lists["memory"], keywords=lists["keywords"], domain=str(record.get("domain") or ""))
 
 
 def conversation_id(messages: list[dict]) -> str:

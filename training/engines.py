@@ -11,6 +11,7 @@ loaded and adapted; the trainer (trl's SFTTrainer, loss on answers only) is shar
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
 from pathlib import Path
@@ -98,6 +99,7 @@ class PeftEngine(Engine):
         return trainer
 
 
+@functools.cache
 def cpu_has_bf16() -> bool:
     """Whether this CPU has bf16 matrix instructions (where bf16 matmuls beat fp32)."""
     try:

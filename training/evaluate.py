@@ -14,7 +14,8 @@ and `--both` scores the base model and the adapter side by side in one run.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -179,17 +180,22 @@ def system_configs(config: DziriConfig, adapter: str | None, no_adapter: bool, b
     return {"": config}  # named once the backend says whether it has an adapter
 
 
-def evaluate(data: str | Path, configs: dict[str, DziriConfig], *, limit: int | None = None,
-             max_tokens: int = MAX_TOKENS, seed: int = SEED) -> Evaluation:
+@dataclass
+class LoadedSystem:
+    name: str
+    app: object  # dziri.core.app.App
+    model: str
+    adapter: str
+
+
+@contextmanager
+def loaded_systems(configs: dict[str, DziriConfig]) -> Iterator[list[LoadedSystem]]:
+    """An App per system, every model loaded first (a wrong adapter fails before minutes of
+    generation), named when the caller left the name to the backend; all closed at the end."""
     from dziri.core.app import App
 
-    segments = read_references(data, limit)
-    _import_sacrebleu()  # before minutes of generation, not after
-    evaluation = Evaluation(Path(data), segments)
-    references = [s.translation or "" for s in segments]
     apps = []
     try:
-        # Every model is loaded first: a wrong adapter fails before minutes of generation.
         systems = []
         for name, config in configs.items():
             app = App(config)
@@ -203,14 +209,25 @@ def evaluate(data: str | Path, configs: dict[str, DziriConfig], *, limit: int | 
                     "no adapter to evaluate: the llama.cpp backend serves none (no Darija adapter is shipped "
                     "for this model yet, or adapter_path is empty); pass --adapter PATH"
                 )
-            systems.append((name, app, info.name, adapter))
-        for name, app, model, adapter in systems:
-            hypotheses = translate(app.backend.chat, segments, max_tokens=max_tokens, seed=seed, desc=name)
-            evaluation.systems[name] = SystemResult(name, score(hypotheses, references), hypotheses,
-                                                    model=model, adapter=adapter)
+            systems.append(LoadedSystem(name, app, info.name, adapter))
+        yield systems
     finally:
         for app in apps:
             app.close()
+
+
+def evaluate(data: str | Path, configs: dict[str, DziriConfig], *, limit: int | None = None,
+             max_tokens: int = MAX_TOKENS, seed: int = SEED) -> Evaluation:
+    segments = read_references(data, limit)
+    _import_sacrebleu()  # before minutes of generation, not after
+    evaluation = Evaluation(Path(data), segments)
+    references = [s.translation or "" for s in segments]
+    with loaded_systems(configs) as systems:
+        for system in systems:
+            hypotheses = translate(system.app.backend.chat, segments, max_tokens=max_tokens, seed=seed,
+                                   desc=system.name)
+            evaluation.systems[system.name] = SystemResult(system.name, score(hypotheses, references), hypotheses,
+                                                           model=system.model, adapter=system.adapter)
     return evaluation
 
 

@@ -162,7 +162,7 @@ def train(data_path: str | Path | None, settings: TrainingSettings, data_dir: Pa
     _write_json(out / "run.json", {"run_id": run_id, "recipe": asdict(recipe), "settings": _settings_dict(settings)})
     write_segments(out / "heldout.json", heldout)
     write_atomically(out / "heldout-chat.jsonl", "".join(
-        json.dumps(_conversation_record(c), ensure_ascii=False) + "\n" for c in heldout_chats))
+        json.dumps(c.to_record(), ensure_ascii=False) + "\n" for c in heldout_chats))
 
     model, tokenizer, base_info = engine.load(recipe, settings, Path(data_dir))
     heldout_examples = {"translation": translation_examples(heldout, ["darija_to_english"]),
@@ -236,17 +236,6 @@ def _read_data(data_path, chat_path, settings: TrainingSettings) -> tuple[list, 
 
 def _translation_tasks(settings: TrainingSettings) -> list[str]:
     return [t for t in settings.tasks if t in TRANSLATION_TASKS]
-
-
-def _conversation_record(conversation: Conversation) -> dict:
-    record = {"id": conversation.id, "domain": conversation.domain, "lang": conversation.lang,
-              "messages": list(conversation.messages)}
-    for key in ("memory", "keywords"):
-        if getattr(conversation, key):
-            record[key] = list(getattr(conversation, key))
-    if conversation.reply_lang:
-        record["reply_lang"] = conversation.reply_lang
-    return {k: v for k, v in record.items() if v not in (None, "")}
 
 
 def count_tokens(dataset) -> int:
