@@ -203,8 +203,9 @@ def _percent(value: float | None) -> str:
 
 def read_chat_items(path: str | Path, limit: int | None = None) -> list[Conversation]:
     conversations = read_conversations(path, "chat evaluation data")
-    for conversation in conversations:
-        accepted_languages(conversation)  # every item must say what language its reply is in
+    for number, conversation in enumerate(conversations, 1):
+        if conversation.expected_reply_lang is None:  # every item must say what language its reply is in
+            raise ValidationError(f"{path}, conversation {number}: give its \"lang\" (or \"reply_lang\") to score it")
     return conversations[:limit] if limit is not None else conversations
 
 
