@@ -216,7 +216,9 @@ class ReplyStream:
                 if self._stopped.is_set():
                     break
                 parts.append(piece)
-                if time.monotonic() - last_save >= service.save_every_s:
+                # The first piece is stored before anyone is sent it: a reader of the store
+                # never finds empty a reply whose start a client has already seen.
+                if len(parts) == 1 or time.monotonic() - last_save >= service.save_every_s:
                     store.update_message(user_id, reply.id, "".join(parts), MessageStatus.PARTIAL)
                     last_save = time.monotonic()
                 yield piece

@@ -123,6 +123,17 @@ def test_the_reply_is_saved_while_it_streams(echo_app, chat, user):
     assert stored(echo_app, user, stream.conversation.id)[-1].status == MessageStatus.COMPLETE
 
 
+def test_the_first_piece_is_in_the_store_before_the_reader_gets_it(echo_app, chat, user):
+    """A client that saw the reply's start and left at once: another server reading the
+    store must not find the reply empty (it did, until the next periodic save)."""
+    chat.save_every_s = 3600  # no periodic save would come in time
+    stream = chat.send(user.id, "a b c d")
+    first = next(iter(stream))
+    in_store = stored(echo_app, user, stream.conversation.id)[-1]
+    assert in_store.content == first and in_store.status == MessageStatus.PARTIAL
+    stream.close()
+
+
 def test_a_backend_failure_stores_the_partial_text_marked_error(echo_app, user):
     backend = facade_for("backend", DroppedConnectionBackend(), "failing")
     chat = ChatService(backend, echo_app.store, echo_app.pm.hook, ChatSettings())
