@@ -3,11 +3,12 @@ say nothing and slow down, bounded input, the secret key file, response headers.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 
 import pytest
-from api_client import PASSWORD
+from api_client import PASSWORD, asgi_for
 from django.contrib.auth.hashers import MD5PasswordHasher
 
 from dziri.core.config import load_config
@@ -199,14 +200,38 @@ async def test_a_body_that_is_not_a_json_object_is_400(api, body):
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_input"
 
 
-async def test_an_oversized_body_is_400_before_it_is_read(api):
+async def test_an_oversized_body_is_413_and_never_kept(api):
     await api.register("amina")
     conversation = await api.new_conversation()
     response = await api.post(f"/api/conversations/{conversation['id']}/messages", {"content": "x" * 300_000})
-    assert response.status_code == 400
+    assert response.status_code == 413 and response.json()["error"]["code"] == "too_large"
     assert "larger than" in response.json()["error"]["message"]
     assert await api.messages(conversation["id"]) == []
 
+
+
+async def test_a_too_large_body_without_a_length_is_read_to_its_end_before_the_413(host):
+    # Chunked: the size is known only while reading. What is past the limit is read and
+    # dropped (so the socket closes with nothing unread), and the 413 goes out after it.
+    chunks = [b"x" * 100_000] * 5 + [b"x" * 10]
+    events = []
+
+    async def receive():
+        index = sum(1 for e in events if e == "read")
+        events.append("read")
+        return {"type": "http.request", "body": chunks[index], "more_body": index < len(chunks) - 1}
+
+    async def send(message):
+        events.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "headers": [(b"content-type", b"application/json"), (b"transfer-encoding", b"chunked")],
+             "scheme": "http", "path": "/api/conversations/1/messages", "raw_path": b"/api/conversations/1/messages",
+             "query_string": b"", "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 40000), "root_path": ""}
+    await asgi_for(host)(scope, receive, send)
+    assert events[:len(chunks)] == ["read"] * len(chunks)  # the whole body, then the answer
+    start, body = events[len(chunks):]
+    assert start["status"] == 413 and json.loads(body["body"])["error"]["code"] == "too_large"
 
 # ---- the secret key ------------------------------------------------------------------------
 

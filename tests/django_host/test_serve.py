@@ -3,6 +3,7 @@ workers) over one data dir, a reply streamed over TCP, a disconnect, a logout.""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import stat
@@ -133,6 +134,41 @@ def test_two_servers_share_users_sessions_and_conversations(servers, tmp_path):
     # Both servers, and both workers of the first, signed with the one generated key.
     key_file = tmp_path / "data" / "secret_key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+
+
+def raw_post(server: Served, path: str, body: bytes, cookies: dict, headers: dict) -> bytes:
+    """POST `body` whole over a plain socket, as a client that sends before it reads, then
+    read the response to the server's close."""
+    head = [f"POST {path} HTTP/1.1", f"Host: 127.0.0.1:{server.port}", "Content-Type: application/json",
+            f"Content-Length: {len(body)}", "Cookie: " + "; ".join(f"{k}={v}" for k, v in cookies.items()),
+            *(f"{k}: {v}" for k, v in headers.items()), "", ""]
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall("\r\n".join(head).encode() + body)
+        sock.shutdown(socket.SHUT_WR)
+        response = b""
+        while chunk := sock.recv(65536):
+            response += chunk
+    return response
+
+
+def test_a_too_large_body_sent_whole_gets_a_json_413_not_a_reset(tmp_path):
+    server = Served(tmp_path / "data")
+    try:
+        server.wait_healthy()
+        alice = browser(server)
+        alice.post("/api/auth/register", headers=unsafe(alice),
+                   json={"username": "alice", "email": "alice@example.org", "password": PASSWORD})
+        conversation = alice.post("/api/conversations", headers=unsafe(alice), json={}).json()
+        body = json.dumps({"content": "x" * 2_000_000}).encode()  # 2 MB, the size that was reset
+        for _ in range(5):  # it was 1 reset in 5 on a busy machine; here each one must read the 413
+            response = raw_post(server, f"/api/conversations/{conversation['id']}/messages", body,
+                                dict(alice.cookies), unsafe(alice))
+            head, _, payload = response.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 413 "), head
+            assert json.loads(payload)["error"]["code"] == "too_large"
+        assert alice.get(f"/api/conversations/{conversation['id']}/messages").json()["items"] == []
+    finally:
+        server.stop()
 
 
 def test_serve_fails_with_one_line_on_a_bad_configuration(tmp_path):
