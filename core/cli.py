@@ -13,7 +13,7 @@ from dziri.training.cli import data, evaluate, export, train
 from . import registry
 from .app import App
 from .config import load_config, masked
-from .errors import DziriError
+from .errors import DziriError, PluginError
 from .models import MessageStatus
 from .roles import new_plugin_manager, register
 
@@ -49,8 +49,16 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
     ctx.call_on_close(lambda: session.__dict__.get("app") and session.app.close())
 
 
-def _app() -> App:
-    return click.get_current_context().find_object(Session).app
+def get_app() -> App:
+    """The application of the running `dziri` command, for the commands that plugins add
+    with `register_commands`: `.config`, `.store`, `.backend`, `.translator` and `.chat`
+    (the ChatService; `.chat.local_user()` is the command line's user). Created on first
+    use with the command's --config, and closed when the command ends."""
+    context = click.get_current_context(silent=True)
+    session = context.find_object(Session) if context else None
+    if session is None:
+        raise PluginError("get_app() works only inside a running `dziri` command")
+    return session.app
 
 
 @cli.command()
@@ -118,7 +126,7 @@ def chat(message: str | None, conversation_id: str | None, start_new: bool,
     """Chat with the model. With MESSAGE: print one reply and exit."""
     if conversation_id and start_new:
         raise click.UsageError("--conversation and --new cannot be used together")
-    app = _app()
+    app = get_app()
     user = app.chat.local_user()
     overrides = {k: v for k, v in {"max_tokens": max_tokens, "temperature": temperature}.items() if v is not None}
     options = app.chat.default_options(**overrides)
@@ -199,7 +207,7 @@ def conversations() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def list_conversations(limit: int, offset: int, as_json: bool) -> None:
     """Most recently updated first."""
-    app = _app()
+    app = get_app()
     user = app.chat.local_user()
     items = app.store.list_conversations(user.id, limit=limit, offset=offset)
     if as_json:
@@ -217,7 +225,7 @@ def list_conversations(limit: int, offset: int, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def show_conversation(conversation_id: str, limit: int, as_json: bool) -> None:
     """Print a conversation's messages."""
-    app = _app()
+    app = get_app()
     user = app.chat.local_user()
     conversation = app.store.get_conversation(user.id, conversation_id)
     messages = app.store.list_messages(user.id, conversation.id, limit=limit)
@@ -237,7 +245,7 @@ def show_conversation(conversation_id: str, limit: int, as_json: bool) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def delete_conversation(conversation_id: str, yes: bool) -> None:
     """Delete a conversation and its messages."""
-    app = _app()
+    app = get_app()
     user = app.chat.local_user()
     conversation = app.store.get_conversation(user.id, conversation_id)
     if not yes and not click.confirm(f"Delete '{conversation.title}'?", default=False):

@@ -58,11 +58,17 @@ class StoreSpec:
     """Users, conversations and messages. Every read and write of a conversation or a
     message is scoped by `user_id`: another user's object raises NotFoundError, with the
     same message as a missing one. Deleting a missing object, a conversation for an
-    unknown user and an unknown `before` id raise NotFoundError too; `limit < 1`,
-    `offset < 0` or an empty username raise ValidationError. Usernames match exactly;
-    emails are unique case-insensitively. What a create returns equals what a later get
-    returns (a store with coarser timestamps rounds before returning). Hooks may be
-    called from several threads at once."""
+    unknown user and an unknown `before` id raise NotFoundError too. Bad input raises
+    ValidationError: `limit < 1`, `offset < 0`, an empty username, a content, title or
+    error that is not a string. `role` and `status` always arrive as `Role` and
+    `MessageStatus` members: the core converts a plain string, and refuses an unknown one
+    with ValidationError, before a plugin sees it. Usernames match exactly; emails are
+    unique case-insensitively. What a create returns equals what a later get returns (a
+    store with coarser timestamps rounds before returning). A conversation's
+    `updated_at` is the time of its latest added message (or its creation): adding a
+    message bumps it; renaming it and updating or deleting a message do not. Hooks may be
+    called from several threads at once, and none loses another's write. After
+    `store_close`, every hook raises StoreError."""
 
     @hookspec(firstresult=True)
     def store_create_user(self, username: str, email: str, password_hash: str) -> User:
@@ -98,7 +104,7 @@ class StoreSpec:
 
     @hookspec(firstresult=True)
     def store_update_conversation(self, user_id: str, conversation_id: str, title: str) -> Conversation:
-        """Rename a conversation."""
+        """Rename a conversation (its `updated_at` stays)."""
 
     @hookspec(firstresult=True)
     def store_delete_conversation(self, user_id: str, conversation_id: str) -> None:
@@ -120,7 +126,8 @@ class StoreSpec:
     def store_update_message(
         self, user_id: str, message_id: str, content: str, status: MessageStatus, error: str | None
     ) -> Message:
-        """Replace a message's content and status (a streaming reply is saved as it grows)."""
+        """Replace a message's content and status (a streaming reply is saved as it grows);
+        the conversation's `updated_at` stays."""
 
     @hookspec(firstresult=True)
     def store_delete_message(self, user_id: str, message_id: str) -> None:

@@ -15,6 +15,18 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+
+def parse_enum(kind: type[StrEnum], value: object, name: str):
+    """`value` as a member of `kind` (a member or its string value); ValidationError, with
+    the allowed values, otherwise."""
+    from .errors import ValidationError
+
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(member.value for member in kind)
+        raise ValidationError(f"{name} must be one of {allowed}, not {value!r}") from None
+
 class _Record(BaseModel):
     model_config = ConfigDict(frozen=True)
 

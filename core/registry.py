@@ -109,17 +109,38 @@ def load_extensions() -> LoadedExtensions:
     return loaded
 
 
+def entry_point_name(role: str, plugin_class: type) -> str | None:
+    """The name `plugin_class` is installed under for `role`, if it is (read from the entry
+    points, nothing imported)."""
+    value = f"{plugin_class.__module__}:{plugin_class.__qualname__}"
+    return next((ep.name for ep in entry_points(NAMESPACES[role]) if ep.value == value), None)
+
+
+def check_contract(plugin: object, name: str, role: str | None) -> str | None:
+    """What is wrong with a plugin (a role plugin's class, or an extension) against its
+    role's hooks, checked as the app registers it but on a plugin manager of its own, so
+    nothing is created or connected; None if nothing is."""
+    from .roles import new_plugin_manager, register
+
+    try:
+        register(new_plugin_manager(), plugin, name, role)
+    except DziriError as exc:
+        return str(exc)
+    return None
+
+
 def describe_installed(active: dict[str, str]) -> dict[str, Any]:
-    """For `dziri plugins`: every installed plugin per role, which is active, and which fail to import."""
+    """For `dziri plugins`: every installed plugin per role, which is active, and which
+    fail to import or do not match their role's hooks."""
     report: dict[str, Any] = {}
     for role, namespace in NAMESPACES.items():
         plugins = []
         for entry_point in entry_points(namespace):
-            status, error = "ok", None
             try:
-                entry_point.load()
+                error = check_contract(entry_point.load(), entry_point.name, role)
             except Exception as exc:
-                status, error = "error", f"{type(exc).__name__}: {exc}"
+                error = f"{type(exc).__name__}: {exc}"
+            status = "error" if error else "ok"
             plugins.append({
                 "name": entry_point.name,
                 "entry_point": entry_point.value,
@@ -132,8 +153,7 @@ def describe_installed(active: dict[str, str]) -> dict[str, Any]:
                             "status": "error", "error": "not installed"})
         report[role] = {"active": active.get(role), "plugins": plugins}
     extensions = load_extensions()
-    report["extensions"] = {
-        "plugins": [{"name": n, "status": "ok", "error": None} for n in sorted(extensions.plugins)]
-        + [{"name": n, "status": "error", "error": e} for n, e in sorted(extensions.errors.items())]
-    }
+    errors = {**{n: check_contract(p, n, None) for n, p in extensions.plugins.items()}, **extensions.errors}
+    report["extensions"] = {"plugins": [
+        {"name": n, "status": "error" if e else "ok", "error": e} for n, e in sorted(errors.items())]}
     return report

@@ -25,6 +25,7 @@ from .models import (
     Segment,
     Session,
     User,
+    parse_enum,
 )
 
 
@@ -127,6 +128,8 @@ class Store:
         status: MessageStatus = MessageStatus.COMPLETE,
         error: str | None = None,
     ) -> Message:
+        # A plain string may come in (from JSON, say): the plugin gets the enum or nothing.
+        role, status = parse_enum(Role, role, "role"), parse_enum(MessageStatus, status, "status")
         return self._hook.store_add_message(
             user_id=user_id, conversation_id=conversation_id, role=role, content=content, status=status, error=error
         )
@@ -134,6 +137,7 @@ class Store:
     def update_message(
         self, user_id: str, message_id: str, content: str, status: MessageStatus, error: str | None = None
     ) -> Message:
+        status = parse_enum(MessageStatus, status, "status")
         return self._hook.store_update_message(
             user_id=user_id, message_id=message_id, content=content, status=status, error=error
         )
@@ -181,7 +185,10 @@ FACADES = {"backend": Backend, "store": Store, "translator": Translator}
 def facade_for(role: str, plugin: object, name: str | None = None):
     """Wrap a single plugin object in its role's facade, through a fresh plugin manager
     (what the contract kit does with a plugin under test)."""
+    from .registry import entry_point_name
+
     pm = new_plugin_manager()
-    name = name or type(plugin).__name__
+    # Errors name the plugin as users know it: its entry-point name where it is installed.
+    name = name or entry_point_name(role, type(plugin)) or type(plugin).__name__
     register(pm, plugin, name, role)
     return FACADES[role](pm, name)

@@ -24,6 +24,9 @@ echo = dziri_echo:EchoBackend
 broken = dziri_no_such_module:Backend
 scripted = fakes.backends:ScriptedBackend
 
+[dziri.stores]
+misspelt = fakes.stores:MisspeltStore
+
 [dziri.translators]
 echo = dziri_echo:EchoTranslator
 
@@ -39,7 +42,8 @@ def pytest_configure(config):
     dist_info.mkdir(parents=True, exist_ok=True)
     (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: dziri-test-plugins\nVersion: 1.0\n")
     (dist_info / "entry_points.txt").write_text(TEST_ENTRY_POINTS)
-    extra_paths = [str(base), str(EXAMPLE_DIR)]
+    # tests/ too, for the fake plugins in tests/fakes that the entry points name.
+    extra_paths = [str(base), str(EXAMPLE_DIR), str(REPO / "tests")]
     sys.path[:0] = extra_paths
     # Subprocesses (the real `dziri` command) see the same plugins.
     os.environ["PYTHONPATH"] = os.pathsep.join([*extra_paths, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)

@@ -17,6 +17,7 @@ application does, so registering the plugin is itself the first check.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from ..errors import ConflictError, NotFoundError, ValidationError
+from ..errors import ConflictError, NotFoundError, StoreError, ValidationError
 from ..models import Conversation, Message, MessageStatus, Role, Session, User, utcnow
 from ..roles import Store, facade_for
 
@@ -345,6 +346,52 @@ class StoreContract:
         assert bumped.updated_at > conversation.updated_at
         assert bumped.started_at == conversation.started_at
         assert [c.id for c in store.list_conversations(alice.id)] == [conversation.id, other.id]
+
+    def test_renaming_and_updating_or_deleting_messages_leave_updated_at(self, store, alice, conversation):
+        reply = store.add_message(alice.id, conversation.id, Role.ASSISTANT, "", MessageStatus.PARTIAL)
+        extra = store.add_message(alice.id, conversation.id, Role.USER, "extra")
+        before = store.get_conversation(alice.id, conversation.id).updated_at
+        tick()
+        store.update_conversation(alice.id, conversation.id, "renamed")
+        store.update_message(alice.id, reply.id, "labas", MessageStatus.COMPLETE)
+        store.delete_message(alice.id, extra.id)
+        assert store.get_conversation(alice.id, conversation.id).updated_at == before
+
+    def test_writes_from_several_threads_at_once_lose_nothing(self, store, alice, conversation):
+        writers, each = 4, 15
+        start = threading.Barrier(writers)
+        failures = []
+
+        def write(writer: int) -> None:
+            try:
+                start.wait(timeout=30)
+                own = store.create_conversation(alice.id, f"writer {writer}")
+                for number in range(each):
+                    store.add_message(alice.id, conversation.id, Role.USER, f"w{writer}-{number}")
+                    store.add_message(alice.id, own.id, Role.USER, f"own {number}")
+            except Exception as exc:  # reported below: a thread's exception would vanish
+                failures.append(repr(exc))
+
+        threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert not failures and not any(t.is_alive() for t in threads), failures
+        shared = [m.content for m in store.list_messages(alice.id, conversation.id, limit=200)]
+        assert sorted(shared) == sorted(f"w{w}-{n}" for w in range(writers) for n in range(each))
+        for writer in range(writers):  # each writer's own messages in the order it wrote them
+            assert [c for c in shared if c.startswith(f"w{writer}-")] == [f"w{writer}-{n}" for n in range(each)]
+        others = [c for c in store.list_conversations(alice.id) if c.id != conversation.id]
+        assert sorted(c.title for c in others) == [f"writer {w}" for w in range(writers)]
+        assert all(len(store.list_messages(alice.id, c.id, limit=200)) == each for c in others)
+
+    def test_a_use_after_close_fails_with_a_store_error(self, store, alice):
+        store.close()
+        with pytest.raises(StoreError, match="closed"):
+            store.get_user(alice.id)
+        with pytest.raises(StoreError, match="closed"):
+            store.create_conversation(alice.id, "too late")
 
     @pytest.mark.parametrize("kind", sorted(UNICODE_TEXTS))
     def test_text_round_trips_exactly(self, store, kind):

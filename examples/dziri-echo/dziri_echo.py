@@ -2,7 +2,8 @@
 
 A backend that answers by echoing the user's last message, word by word. It needs no
 model, which makes it handy for trying a frontend or a store; it also shows an event
-hook (a CLI command). Read docs/plugins.md for the walk-through.
+hook: CLI commands, one of which reads the configured store through `get_app()`. Read
+docs/plugins.md for the walk-through.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 import click
 from pydantic import BaseModel, ConfigDict, Field
 
+from dziri.core.cli import get_app
 from dziri.core.hookspecs import hookimpl
 from dziri.core.models import ChatMessage, GenerationOptions, ModelInfo, PluginContext, Role, Segment
 
@@ -78,3 +80,19 @@ def register_commands(cli: click.Group) -> None:
     def echo_hello() -> None:
         """Say hello from the dziri-echo plugin."""
         click.echo("hello from dziri-echo")
+
+    @cli.command("echo-stats")
+    def echo_stats() -> None:
+        """Count your conversations and messages in the configured store."""
+        app = get_app()  # the configured store, backend, ChatService and config
+        user = app.chat.local_user()
+        conversations, messages = 0, 0
+        while page := app.store.list_conversations(user.id, limit=100, offset=conversations):
+            conversations += len(page)
+            for conversation in page:
+                before = None
+                while older := app.store.list_messages(user.id, conversation.id, limit=200, before=before):
+                    messages += len(older)
+                    before = older[0].id  # oldest first: page on to the ones before it
+        click.echo(f"{conversations} conversations, {messages} messages in the {app.store.name} store"
+                   f" (backend: {app.backend.name})")

@@ -4,6 +4,7 @@ ValidationError whichever store is configured."""
 from __future__ import annotations
 
 from dziri.core.errors import ValidationError
+from dziri.core.models import parse_enum as enum_value  # noqa: F401  (the stores' name for it)
 
 
 def check(condition: bool, message: str) -> None:
@@ -14,14 +15,6 @@ def check(condition: bool, message: str) -> None:
 def check_text(value: object, name: str, allow_empty: bool = True) -> None:
     check(isinstance(value, str), f"{name} must be a string")
     check(allow_empty or bool(value.strip()), f"{name} must not be empty")
-
-
-def enum_value(kind: type, value: object, name: str):
-    try:
-        return kind(value)
-    except ValueError:
-        allowed = ", ".join(member.value for member in kind)
-        raise ValidationError(f"{name} must be one of {allowed}, not {value!r}") from None
 
 
 def message_fields(content: object, status: object, error: object):

@@ -75,6 +75,17 @@ def test_plugins_json_lists_roles_active_and_errors():
     assert "llamacpp" in dziri("plugins").stdout
 
 
+def test_plugins_checks_each_installed_plugin_against_its_role_without_configuring_it():
+    # A store with a misspelt hook: listed as an error though no command has loaded it.
+    report = json.loads(dziri("plugins", "--json").stdout)
+    stores = {p["name"]: p for p in report["store"]["plugins"]}
+    assert stores["misspelt"]["status"] == "error"
+    assert "implements unknown hook(s) store_get_usr" in stores["misspelt"]["error"]
+    assert stores["sqlite"]["status"] == stores["mongodb"]["status"] == "ok"
+    assert all(p["status"] == "ok" for p in report["backend"]["plugins"] if p["name"] != "broken")
+    assert "misspelt" in dziri("plugins").stdout.split("ERROR: plugin 'misspelt'")[0]
+
+
 def test_config_prints_the_effective_config_with_secrets_masked(tmp_path):
     (tmp_path / "dziri.toml").write_text('[backend.openai]\napi_key = "not-a-real-key"\n[chat]\nmax_tokens = 99\n')
     result = dziri("config", env={"DZIRI_STORE": "mongodb"})
@@ -87,6 +98,23 @@ def test_config_prints_the_effective_config_with_secrets_masked(tmp_path):
 def test_plugin_commands_are_added_through_the_event_hook():
     result = dziri("echo-hello", env={"DZIRI_LOAD_PLUGINS": "echo"})
     assert result.returncode == 0 and result.stdout.strip() == "hello from dziri-echo"
+
+
+def test_a_plugin_command_reaches_the_configured_app_through_get_app():
+    plugin = {"DZIRI_LOAD_PLUGINS": "echo", **ECHO}
+    assert dziri("echo-stats", env=plugin).stdout.strip() == "0 conversations, 0 messages in the sqlite store" \
+        " (backend: echo)"
+    for text in ("salam", "wach rak", "sahit"):
+        assert dziri("chat", text, env=ECHO).returncode == 0
+    assert dziri("echo-stats", env=plugin).stdout.startswith("3 conversations, 6 messages in the sqlite store")
+
+
+def test_get_app_outside_a_command_says_so():
+    from dziri.core.cli import get_app
+    from dziri.core.errors import PluginError
+
+    with pytest.raises(PluginError, match="only inside a running `dziri` command"):
+        get_app()
 
 
 # Bad input: one clear line, non-zero exit, no traceback.

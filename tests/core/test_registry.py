@@ -142,3 +142,49 @@ def test_a_backend_and_an_extension_may_share_a_name(monkeypatch):
     assert app.backend.model_info().name == "echo"
     assert app.pm.get_plugin("backend:echo") is not None and app.pm.get_plugin("extension:echo") is not None
     app.close()
+
+
+def test_the_contract_kit_names_an_installed_plugin_by_its_entry_point(tmp_path):
+    from fakes.stores import MisspeltStore
+
+    from dziri.core.models import PluginContext
+
+    plugin = MisspeltStore(MisspeltStore.Settings(), PluginContext(data_dir=tmp_path))
+    with pytest.raises(PluginError, match=r"^plugin 'misspelt' implements unknown hook\(s\) store_get_usr"):
+        facade_for("store", plugin)  # installed as `misspelt` in dziri.stores
+    with pytest.raises(PluginError, match=r"^plugin 'MisspeltHook' implements unknown hook"):
+        facade_for("backend", MisspeltHook())  # not installed: its class names it
+    plugin.store_close()
+
+
+def test_a_store_gets_role_and_status_as_enums_and_an_unknown_one_never(tmp_path):
+    from dziri.core.errors import ValidationError
+    from dziri.core.models import MessageStatus, PluginContext, Role
+    from dziri.plugins.stores.sqlite import SQLiteStore
+
+    seen = []
+
+    class Recording(SQLiteStore):
+        @hookimpl
+        def store_add_message(self, user_id, conversation_id, role, content, status, error):
+            seen.append((type(role), type(status)))
+            return super().store_add_message(user_id, conversation_id, role, content, status, error)
+
+        @hookimpl
+        def store_update_message(self, user_id, message_id, content, status, error):
+            seen.append((type(status),))
+            return super().store_update_message(user_id, message_id, content, status, error)
+
+    store = facade_for("store", Recording(Recording.Settings(), PluginContext(data_dir=tmp_path)), name="recording")
+    user = store.create_user("amina", "amina@example.dz", "h")
+    conversation = store.create_conversation(user.id, "")
+    message = store.add_message(user.id, conversation.id, "assistant", "", "partial")  # strings, as JSON gives
+    assert message.role is Role.ASSISTANT and message.status is MessageStatus.PARTIAL
+    store.update_message(user.id, message.id, "labas", "complete")
+    assert seen == [(Role, MessageStatus), (MessageStatus,)]
+    with pytest.raises(ValidationError, match="role must be one of system, user, assistant, not 'robot'"):
+        store.add_message(user.id, conversation.id, "robot", "beep")
+    with pytest.raises(ValidationError, match="status must be one of"):
+        store.update_message(user.id, message.id, "x", "finished")
+    assert len(seen) == 2  # neither bad value reached the plugin
+    store.close()
