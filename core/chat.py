@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 
+from .completion import Completion
 from .config import ChatSettings
 from .errors import BackendError, DziriError, MessageTooLongError, ValidationError
 from .models import ChatMessage, Conversation, GenerationOptions, Message, MessageStatus, Role, User
@@ -98,15 +99,34 @@ class ChatService:
         # regenerate leaves the conversation as it was.
         return ReplyStream(self, conversation, prompt, options, user_message=None, replaces=replaces)
 
+    def complete(self, messages: list[ChatMessage], options: GenerationOptions | None = None) -> Completion:
+        """A stateless reply to a whole conversation given by the caller (the OpenAI API's
+        chat completion): its system messages replace the served system prompt (none keeps
+        it), the rest is fitted to the context window, and nothing is stored."""
+        options = options or self.default_options()
+        system = [m.content for m in messages if m.role == Role.SYSTEM]
+        turns = _turns([m for m in messages if m.role != Role.SYSTEM])
+        if not turns or turns[-1].role != Role.USER:
+            raise ValidationError("the last message must be the user's")
+        for turn in turns:
+            if len(turn.content) > self.settings.max_message_chars:
+                raise MessageTooLongError(f"a message has {len(turn.content)} characters; the limit is"
+                                          f" {self.settings.max_message_chars}")
+        prompt = self.fit_prompt(turns, options, "\n\n".join(system) if system else None)
+        return Completion(self.backend, self.hooks, prompt, options)
+
     def _history(self, user_id: str, conversation: Conversation) -> list[ChatMessage]:
         messages = self.store.list_messages(user_id, conversation.id, limit=self.settings.history_messages)
         return _turns(messages)
 
-    def fit_prompt(self, turns: list[ChatMessage], options: GenerationOptions) -> list[ChatMessage]:
-        """System prompt + the newest turns that fit the context window, leaving room for the reply."""
+    def fit_prompt(self, turns: list[ChatMessage], options: GenerationOptions,
+                   system_prompt: str | None = None) -> list[ChatMessage]:
+        """System prompt (the served one unless given) + the newest turns that fit the
+        context window, leaving room for the reply."""
         context = self.backend.model_info().context_length
         budget = context - min(options.max_tokens, context // 2)
-        system = [ChatMessage(role=Role.SYSTEM, content=self.settings.system_prompt)]
+        system = [ChatMessage(role=Role.SYSTEM, content=self.settings.system_prompt if system_prompt is None
+                              else system_prompt)]
         newest_alone = self.backend.count_tokens([*system, turns[-1]])
         if newest_alone > budget:
             raise MessageTooLongError(
@@ -130,14 +150,14 @@ class ChatService:
 
 def _turns(messages: list[Message | ChatMessage]) -> list[ChatMessage]:
     """The prompt's turns: empty replies (failed or stopped before a word) say nothing to
-    the model and are left out; the user turns they leave side by side are joined, since
-    chat templates expect user and assistant to alternate."""
+    the model and are left out; turns of one role that end up side by side are joined,
+    since chat templates expect user and assistant to alternate."""
     turns: list[ChatMessage] = []
     for message in messages:
         if not message.content.strip():
             continue
-        if turns and turns[-1].role == message.role == Role.USER:
-            turns[-1] = ChatMessage(role=Role.USER, content=f"{turns[-1].content}\n\n{message.content}")
+        if turns and turns[-1].role == message.role:
+            turns[-1] = ChatMessage(role=message.role, content=f"{turns[-1].content}\n\n{message.content}")
         else:
             turns.append(ChatMessage(role=message.role, content=message.content))
     return turns

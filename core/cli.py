@@ -10,10 +10,11 @@ import click
 
 from dziri.training.cli import data, evaluate, export, train
 
+from . import apikeys as apikeys_core
 from . import registry
 from .app import App
 from .config import load_config, masked
-from .errors import DziriError, PluginError
+from .errors import DziriError, NotFoundError, PluginError
 from .models import MessageStatus
 from .roles import new_plugin_manager, register
 
@@ -252,6 +253,56 @@ def delete_conversation(conversation_id: str, yes: bool) -> None:
         raise click.Abort()
     app.store.delete_conversation(user.id, conversation.id)
     click.echo(f"deleted {conversation.id}")
+
+
+@cli.group()
+def apikeys() -> None:
+    """Keys for dziri's OpenAI-compatible API (/v1): create, list, revoke."""
+
+
+def _user_named(app: App, username: str):
+    user = app.store.find_user(username)
+    if user is None:
+        raise NotFoundError(f"no user named {username!r}")
+    return user
+
+
+@apikeys.command("create")
+@click.argument("username")
+@click.option("--name", default="", help="What the key is for (shown in lists).")
+def create_api_key(username: str, name: str) -> None:
+    """Make a key for USERNAME and print it, once: it is kept only as a hash."""
+    app = get_app()
+    key, secret = apikeys_core.create_key(app.store, _user_named(app, username).id, name)
+    click.echo(secret)
+    click.echo(f"(key {key.id}{f' {key.name!r}' if key.name else ''}: shown this once, copy it now;"
+               f" use it as  Authorization: Bearer <key>)", err=True)
+
+
+@apikeys.command("list")
+@click.argument("username")
+@click.option("--json", "as_json", is_flag=True)
+def list_api_keys(username: str, as_json: bool) -> None:
+    """USERNAME's keys, newest first (their first characters, never the keys)."""
+    app = get_app()
+    keys = app.store.list_api_keys(_user_named(app, username).id)
+    if as_json:
+        click.echo(json.dumps([apikeys_core.key_json(k) for k in keys], indent=2, ensure_ascii=False))
+        return
+    if not keys:
+        click.echo(f"no keys yet: dziri apikeys create {username}")
+    for key in keys:
+        click.echo(f"{key.id}  {key.prefix}…  {key.created_at:%Y-%m-%d %H:%M}  {key.name}")
+
+
+@apikeys.command("revoke")
+@click.argument("username")
+@click.argument("key_id")
+def revoke_api_key(username: str, key_id: str) -> None:
+    """Revoke one of USERNAME's keys: it stops working at once, on every server."""
+    app = get_app()
+    app.store.delete_api_key(_user_named(app, username).id, key_id)
+    click.echo(f"revoked {key_id}")
 
 
 @cli.command()

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import click
 
     from .models import (
+        ApiKey,
         ChatMessage,
         Conversation,
         GenerationOptions,
@@ -88,7 +89,7 @@ class StoreSpec:
 
     @hookspec(firstresult=True)
     def store_delete_user(self, user_id: str) -> None:
-        """Delete a user with all their conversations and messages."""
+        """Delete a user with all their conversations, messages and API keys."""
 
     @hookspec(firstresult=True)
     def store_create_conversation(self, user_id: str, title: str) -> Conversation:
@@ -157,6 +158,24 @@ class StoreSpec:
         """Delete every expired session; return how many."""
 
     @hookspec(firstresult=True)
+    def store_create_api_key(self, user_id: str, name: str, prefix: str, key_hash: str) -> ApiKey:
+        """Record one of the user's API keys by its hash (the key itself never reaches a
+        store); NotFoundError for an unknown user, ConflictError for a hash already kept."""
+
+    @hookspec(firstresult=True)
+    def store_list_api_keys(self, user_id: str) -> list[ApiKey]:
+        """The user's API keys, newest first."""
+
+    @hookspec(firstresult=True)
+    def store_find_api_key(self, key_hash: str) -> ApiKey | None:
+        """The key with this hash, whoever owns it, or None (how a request is authenticated)."""
+
+    @hookspec(firstresult=True)
+    def store_delete_api_key(self, user_id: str, key_id: str) -> None:
+        """Revoke one of the user's keys: from now on it is found by no process.
+        NotFoundError for a missing key or another user's."""
+
+    @hookspec(firstresult=True)
     def store_close(self) -> None:
         """Release connections; the store is not used afterwards."""
 
@@ -172,9 +191,10 @@ class TranslatorSpec:
 class EventSpec:
     @hookspec
     def prompt_about_to_send(
-        self, conversation: Conversation, messages: list[ChatMessage], options: GenerationOptions
+        self, conversation: Conversation | None, messages: list[ChatMessage], options: GenerationOptions
     ) -> None:
-        """A prompt is about to go to the backend; `messages` and `options` may be edited in place."""
+        """A prompt is about to go to the backend; `messages` and `options` may be edited in
+        place. `conversation` is None for a stateless completion (the OpenAI API's)."""
 
     @hookspec
     def message_stored(self, message: Message) -> None:

@@ -87,6 +87,19 @@ class Session(_Record):
     expires_at: datetime
 
 
+class ApiKey(_Record):
+    """A user's key for the OpenAI-compatible API (`Authorization: Bearer <key>`). The key
+    itself is shown once, when it is made; a store keeps only its SHA-256 (`key_hash`) and
+    its first characters (`prefix`), so that a list can tell keys apart."""
+
+    id: str
+    user_id: str
+    name: str
+    prefix: str
+    key_hash: str
+    created_at: datetime
+
+
 class ChatMessage(BaseModel):
     """One turn of a prompt as a backend sees it."""
 

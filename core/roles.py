@@ -15,6 +15,7 @@ import pluggy
 from . import hookspecs
 from .errors import PluginError
 from .models import (
+    ApiKey,
     ChatMessage,
     Conversation,
     GenerationOptions,
@@ -163,6 +164,18 @@ class Store:
 
     def purge_sessions(self) -> int:
         return self._hook.store_purge_sessions()
+
+    def create_api_key(self, user_id: str, name: str, prefix: str, key_hash: str) -> ApiKey:
+        return self._hook.store_create_api_key(user_id=user_id, name=name, prefix=prefix, key_hash=key_hash)
+
+    def list_api_keys(self, user_id: str) -> list[ApiKey]:
+        return self._hook.store_list_api_keys(user_id=user_id)
+
+    def find_api_key(self, key_hash: str) -> ApiKey | None:
+        return self._hook.store_find_api_key(key_hash=key_hash)
+
+    def delete_api_key(self, user_id: str, key_id: str) -> None:
+        self._hook.store_delete_api_key(user_id=user_id, key_id=key_id)
 
     def close(self) -> None:
         self._hook.store_close()

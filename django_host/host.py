@@ -165,6 +165,7 @@ class Host:
         self._workers: set[threading.Thread] = set()
         self._workers_lock = threading.Lock()
         self.last_session_purge = float("-inf")  # expired sessions are purged at the first login
+        self.started_at = time.time()  # the OpenAI API's model "created" time
 
     def start_worker(self, target: Callable[[], None], name: str) -> threading.Thread:
         """Run `target` in a thread of its own, tracked so that shutdown can wait for it."""

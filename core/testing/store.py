@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from ..errors import ConflictError, NotFoundError, StoreError, ValidationError
-from ..models import Conversation, Message, MessageStatus, Role, Session, User, utcnow
+from ..models import ApiKey, Conversation, Message, MessageStatus, Role, Session, User, utcnow
 from ..roles import Store, facade_for
 
 UNICODE_TEXTS = {
@@ -427,6 +427,47 @@ class StoreContract:
 
     def test_another_user_sees_no_conversations(self, store, bob, conversation, message):
         assert store.list_conversations(bob.id) == []
+
+    # ---- API keys ------------------------------------------------------------------------
+
+    def test_an_api_key_is_found_by_its_hash_and_listed_for_its_owner_only(self, store, alice, bob):
+        key = store.create_api_key(alice.id, "laptop", "dz-abc", "a" * 64)
+        assert isinstance(key, ApiKey) and type(key.id) is str and key.id
+        assert (key.user_id, key.name, key.prefix, key.key_hash) == (alice.id, "laptop", "dz-abc", "a" * 64)
+        assert_utc_now(key.created_at)
+        assert store.find_api_key("a" * 64) == key
+        assert store.find_api_key("b" * 64) is None
+        tick()
+        newer = store.create_api_key(alice.id, "", "dz-def", "c" * 64)
+        assert store.list_api_keys(alice.id) == [newer, key]  # newest first
+        assert store.list_api_keys(bob.id) == []
+
+    def test_an_api_key_for_an_unknown_user_or_a_known_hash_is_refused(self, store, alice, bob):
+        with pytest.raises(NotFoundError):
+            store.create_api_key(missing_id(), "x", "dz-x", "a" * 64)
+        store.create_api_key(alice.id, "x", "dz-x", "a" * 64)
+        with pytest.raises(ConflictError):
+            store.create_api_key(bob.id, "y", "dz-y", "a" * 64)
+        with pytest.raises(ValidationError):
+            store.create_api_key(alice.id, "x", "dz-x", "")
+
+    def test_a_revoked_api_key_is_found_no_more_and_only_its_owner_revokes_it(self, store, alice, bob):
+        key = store.create_api_key(alice.id, "laptop", "dz-abc", "a" * 64)
+        kept = store.create_api_key(alice.id, "phone", "dz-def", "b" * 64)
+        foreign_error(lambda: store.delete_api_key(bob.id, key.id))
+        assert store.find_api_key("a" * 64) == key
+        store.delete_api_key(alice.id, key.id)
+        assert store.find_api_key("a" * 64) is None
+        assert store.list_api_keys(alice.id) == [kept]
+        with pytest.raises(NotFoundError):
+            store.delete_api_key(alice.id, key.id)
+        with pytest.raises(NotFoundError):
+            store.delete_api_key(alice.id, missing_id())
+
+    def test_deleting_a_user_deletes_their_api_keys(self, store, alice):
+        store.create_api_key(alice.id, "laptop", "dz-abc", "a" * 64)
+        store.delete_user(alice.id)
+        assert store.find_api_key("a" * 64) is None
 
     # ---- web sessions --------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.middleware.csrf import get_token, rotate_token
 from django.utils.crypto import constant_time_compare, salted_hmac
 
-from dziri.core import registry
+from dziri.core import apikeys, registry
 from dziri.core.chat import ReplyStream
 from dziri.core.errors import ConflictError, MessageTooLongError, NotFoundError, ValidationError
 from dziri.core.models import Conversation, User
@@ -289,6 +289,27 @@ def stop(request, conversation_id: str):
     host = current_host()
     conversation = host.app.store.get_conversation(user.id, _checked_id(conversation_id))
     return JsonResponse({"stopped": host.streams.stop(user.id, conversation.id)})
+
+
+# ---- API keys for /v1 ----------------------------------------------------------------------
+
+def list_api_keys(request):
+    user = require_user(request)
+    return JsonResponse({"items": [apikeys.key_json(k) for k in current_host().app.store.list_api_keys(user.id)]})
+
+
+def create_api_key(request):
+    user = require_user(request)
+    name = check.text(check.json_object(request), "name", required=False) or ""
+    key, secret = apikeys.create_key(current_host().app.store, user.id, name)
+    # The only time the key is seen: the store keeps its hash.
+    return JsonResponse({**apikeys.key_json(key), "key": secret}, status=201)
+
+
+def revoke_api_key(request, key_id: str):
+    user = require_user(request)
+    current_host().app.store.delete_api_key(user.id, _checked_id(key_id))
+    return HttpResponse(status=204)
 
 
 # ---- the service ------------------------------------------------------------------------

@@ -48,11 +48,21 @@ from pymongo.uri_parser import parse_uri
 
 from dziri.core.errors import ConfigError, ConflictError, DziriError, NotFoundError, StoreError
 from dziri.core.hookspecs import hookimpl
-from dziri.core.models import Conversation, Message, MessageStatus, PluginContext, Role, Session, User, utcnow
+from dziri.core.models import (
+    ApiKey,
+    Conversation,
+    Message,
+    MessageStatus,
+    PluginContext,
+    Role,
+    Session,
+    User,
+    utcnow,
+)
 from dziri.plugins.stores._validation import check, check_text, enum_value, message_fields
 
 MOCK_SCHEME = "mongomock://"
-USERS, CONVERSATIONS, MESSAGES, SESSIONS = "users", "conversations", "messages", "sessions"
+USERS, CONVERSATIONS, MESSAGES, SESSIONS, API_KEYS = "users", "conversations", "messages", "sessions", "api_keys"
 SESSION_TTL_GRACE_S = 3600
 
 # (collection, index name, keys, options): created on start; create_index is a no-op when
@@ -70,6 +80,8 @@ INDEXES: list[tuple[str, str, list[tuple[str, int]], dict[str, Any]]] = [
     # store_purge_sessions (which then still finds and counts them). Loads filter on
     # expires_at themselves, since TTL deletion is lazy.
     (SESSIONS, "expiry_ttl", [("expires_at", ASCENDING)], {"expireAfterSeconds": SESSION_TTL_GRACE_S}),
+    (API_KEYS, "key_hash_unique", [("key_hash", ASCENDING)], {"unique": True}),  # found by its hash
+    (API_KEYS, "by_user_created", [("user_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)], {}),
 ]
 
 # The field named in a ConflictError, per field of a unique index.
@@ -150,6 +162,11 @@ def _message(doc: dict) -> Message:
     return Message(id=str(doc["_id"]), conversation_id=str(doc["conversation_id"]), user_id=str(doc["user_id"]),
                    role=doc["role"], content=doc["content"], timestamp=doc["timestamp"],
                    status=doc["status"], error=doc.get("error"))
+
+
+def _api_key(doc: dict) -> ApiKey:
+    return ApiKey(id=str(doc["_id"]), user_id=str(doc["user_id"]), name=doc["name"], prefix=doc["prefix"],
+                  key_hash=doc["key_hash"], created_at=doc["created_at"])
 
 
 _CONVERSATION_FIELDS = {"last_seq": 0}  # internal: never needed to build a Conversation
@@ -351,12 +368,14 @@ class MongoDBStore:
         with self._operation("delete a user"):
             oid = self._user_doc(user_id, {"_id": 1})["_id"]
             # Children first: if this stops half-way the account is still there to delete again.
+            self._db[API_KEYS].delete_many({"user_id": oid})
             self._db[MESSAGES].delete_many({"user_id": oid})
             self._db[CONVERSATIONS].delete_many({"user_id": oid})
             self._db[USERS].delete_one({"_id": oid})
             # Whatever a concurrent request added in between.
             self._db[CONVERSATIONS].delete_many({"user_id": oid})
             self._db[MESSAGES].delete_many({"user_id": oid})
+            self._db[API_KEYS].delete_many({"user_id": oid})
 
     # ---- conversations -------------------------------------------------------------------
 
@@ -526,6 +545,52 @@ class MongoDBStore:
     def store_purge_sessions(self) -> int:
         with self._operation("purge sessions"):
             return self._db[SESSIONS].delete_many({"expires_at": {"$lte": utcnow()}}).deleted_count
+
+    # ---- API keys --------------------------------------------------------------------------
+
+    @hookimpl
+    def store_create_api_key(self, user_id: str, name: str, prefix: str, key_hash: str) -> ApiKey:
+        for value, field in ((name, "name"), (prefix, "prefix")):
+            check_text(value, field)
+        check_text(key_hash, "key_hash", allow_empty=False)
+        with self._operation("create an API key"):
+            oid = self._user_doc(user_id, {"_id": 1})["_id"]
+            key = ApiKey(id=str(ObjectId()), user_id=user_id, name=name, prefix=prefix, key_hash=key_hash,
+                         created_at=_millis(utcnow()))
+            try:
+                self._db[API_KEYS].insert_one({"_id": ObjectId(key.id), "user_id": oid, "name": name,
+                                               "prefix": prefix, "key_hash": key_hash,
+                                               "created_at": key.created_at})
+            except DuplicateKeyError:
+                raise ConflictError("that API key is already recorded") from None
+        return key
+
+    @hookimpl
+    def store_list_api_keys(self, user_id: str) -> list[ApiKey]:
+        oid = _oid(user_id)
+        if oid is None:
+            return []
+        with self._operation("list API keys"):
+            docs = self._db[API_KEYS].find({"user_id": oid}).sort([("created_at", DESCENDING), ("_id", DESCENDING)])
+            return [_api_key(doc) for doc in docs]
+
+    @hookimpl
+    def store_find_api_key(self, key_hash: str) -> ApiKey | None:
+        if not isinstance(key_hash, str):
+            return None
+        with self._operation("find an API key"):
+            doc = self._db[API_KEYS].find_one({"key_hash": key_hash})
+        return None if doc is None else _api_key(doc)
+
+    @hookimpl
+    def store_delete_api_key(self, user_id: str, key_id: str) -> None:
+        oid, key_oid = _oid(user_id), _oid(key_id)
+        with self._operation("revoke an API key"):
+            deleted = 0
+            if oid is not None and key_oid is not None:
+                deleted = self._db[API_KEYS].delete_one({"_id": key_oid, "user_id": oid}).deleted_count
+            if not deleted:
+                raise NotFoundError(f"API key {key_id} not found")
 
     def _release(self) -> None:
         self._closed = True

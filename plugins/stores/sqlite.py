@@ -21,7 +21,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dziri.core.errors import ConflictError, NotFoundError, StoreError
 from dziri.core.hookspecs import hookimpl
-from dziri.core.models import Conversation, Message, MessageStatus, PluginContext, Role, Session, User, utcnow
+from dziri.core.models import (
+    ApiKey,
+    Conversation,
+    Message,
+    MessageStatus,
+    PluginContext,
+    Role,
+    Session,
+    User,
+    utcnow,
+)
 from dziri.plugins.stores._validation import check, check_text, enum_value, message_fields
 
 DEFAULT_FILENAME = "dziri.sqlite3"
@@ -73,6 +83,18 @@ MIGRATIONS: list[tuple[str, ...]] = [
         )""",
         "CREATE INDEX sessions_by_expiry ON sessions (expires_at)",
     ),
+    (
+        # API keys by their SHA-256 only; a key is found by its hash on every request.
+        """CREATE TABLE api_keys (
+            id TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            prefix TEXT NOT NULL,
+            key_hash TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX api_keys_by_user ON api_keys (user_id, created_at)",
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -104,6 +126,11 @@ def _message(row: sqlite3.Row) -> Message:
     return Message(id=row["id"], conversation_id=row["conversation_id"], user_id=row["user_id"],
                    role=row["role"], content=row["content"], timestamp=row["timestamp"],
                    status=row["status"], error=row["error"])
+
+
+def _api_key(row: sqlite3.Row) -> ApiKey:
+    return ApiKey(id=row["id"], user_id=row["user_id"], name=row["name"], prefix=row["prefix"],
+                  key_hash=row["key_hash"], created_at=row["created_at"])
 
 
 class SQLiteStore:
@@ -474,6 +501,43 @@ class SQLiteStore:
     def store_purge_sessions(self) -> int:
         with self._transaction() as db:
             return db.execute("DELETE FROM sessions WHERE expires_at <= ?", (_text(utcnow()),)).rowcount
+
+    # ---- API keys --------------------------------------------------------------------------
+
+    @hookimpl
+    def store_create_api_key(self, user_id: str, name: str, prefix: str, key_hash: str) -> ApiKey:
+        for value, field in ((name, "name"), (prefix, "prefix")):
+            check_text(value, field)
+        check_text(key_hash, "key_hash", allow_empty=False)
+        with self._transaction() as db:
+            self._user_row(db, user_id)
+            if db.execute("SELECT 1 FROM api_keys WHERE key_hash = ?", (key_hash,)).fetchone():
+                raise ConflictError("that API key is already recorded")
+            key = ApiKey(id=_new_id(), user_id=user_id, name=name, prefix=prefix, key_hash=key_hash,
+                         created_at=self._now())
+            db.execute("INSERT INTO api_keys (id, user_id, name, prefix, key_hash, created_at)"
+                       " VALUES (?, ?, ?, ?, ?, ?)",
+                       (key.id, user_id, name, prefix, key_hash, _text(key.created_at)))
+        return key
+
+    @hookimpl
+    def store_list_api_keys(self, user_id: str) -> list[ApiKey]:
+        with self._transaction(write=False) as db:
+            rows = db.execute("SELECT * FROM api_keys WHERE user_id = ? ORDER BY created_at DESC, id DESC",
+                              (user_id,)).fetchall()
+        return [_api_key(row) for row in rows]
+
+    @hookimpl
+    def store_find_api_key(self, key_hash: str) -> ApiKey | None:
+        with self._transaction(write=False) as db:
+            row = db.execute("SELECT * FROM api_keys WHERE key_hash = ?", (key_hash,)).fetchone()
+        return None if row is None else _api_key(row)
+
+    @hookimpl
+    def store_delete_api_key(self, user_id: str, key_id: str) -> None:
+        with self._transaction() as db:
+            if db.execute("DELETE FROM api_keys WHERE id = ? AND user_id = ?", (key_id, user_id)).rowcount == 0:
+                raise NotFoundError(f"API key {key_id} not found")
 
     @hookimpl
     def store_close(self) -> None:
