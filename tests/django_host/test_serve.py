@@ -185,3 +185,38 @@ def test_serve_fails_with_one_line_on_a_bad_configuration(tmp_path):
 
 def test_served_events_parse_like_the_in_process_ones():
     assert parse_events('event: token\ndata: {"text": "x"}\n\n: waiting\n\n') == [("token", {"text": "x"})]
+
+
+def test_one_dziri_is_another_dziris_backend_through_the_openai_api(tmp_path):
+    upstream = Served(tmp_path / "upstream")
+    try:
+        upstream.wait_healthy()
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("DZIRI_")}
+
+        def run(data_dir: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+            return subprocess.run([DZIRI, *args], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+                                  env={**environment, "DZIRI_DATA_DIR": str(data_dir), "DZIRI_LOAD_PLUGINS": "", **env})
+
+        # A user and a key on the upstream server's store, from its command line.
+        site = browser(upstream)
+        assert site.post("/api/auth/register", headers=unsafe(site), json={
+            "username": "amina", "email": "amina@example.org", "password": PASSWORD}).status_code == 201
+        made = run(tmp_path / "upstream", "apikeys", "create", "amina", "--name", "downstream")
+        assert made.returncode == 0, made.stderr
+        key = made.stdout.strip()
+        assert key.startswith("dz-") and "shown this once" in made.stderr
+
+        downstream = {"DZIRI_BACKEND": "openai", "DZIRI_BACKEND__OPENAI__BASE_URL": f"{upstream.url}/v1",
+                      "DZIRI_BACKEND__OPENAI__API_KEY_ENV": "UPSTREAM_DZIRI_KEY", "UPSTREAM_DZIRI_KEY": key}
+        reply = run(tmp_path / "downstream", "chat", "salam khouya", **downstream)
+        assert reply.returncode == 0, reply.stderr
+        assert reply.stdout.strip() == "echo: salam khouya"  # the upstream's echo backend answered
+
+        listed = run(tmp_path / "upstream", "apikeys", "list", "amina", "--json")
+        [entry] = json.loads(listed.stdout)
+        assert entry["name"] == "downstream" and key not in listed.stdout
+        assert run(tmp_path / "upstream", "apikeys", "revoke", "amina", entry["id"]).returncode == 0
+        refused = run(tmp_path / "downstream", "chat", "salam", **downstream)
+        assert refused.returncode == 1 and "401" in refused.stderr and key not in refused.stderr
+    finally:
+        upstream.stop()

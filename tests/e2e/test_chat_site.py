@@ -513,3 +513,35 @@ def test_a_streamed_reply_from_the_embedded_model(model_server, new_context, scr
         expect(replies(page)).to_have_count(number, timeout=120_000)
         expect(page.locator("article[data-status=streaming]")).to_have_count(0, timeout=120_000)
     screenshot(page, "chat")
+
+
+def test_an_api_key_made_in_the_site_serves_the_openai_sdk_until_it_is_revoked(server, new_context, screenshot):
+    import openai
+
+    page = new_context(server.url).new_page()
+    sign_up(page, unique("yacine"))
+    page.get_by_role("button", name="API keys").click()
+    dialog = page.get_by_role("dialog", name="API keys")
+    expect(dialog.get_by_text("No keys yet.")).to_be_visible()
+    dialog.get_by_label("Key name").fill("mon script")
+    dialog.get_by_role("button", name="Create key").click()
+    key = dialog.get_by_label("New API key").inner_text().strip()
+    assert key.startswith("dz-")
+    expect(dialog.get_by_role("list", name="Your API keys").get_by_role("listitem")).to_have_count(1)
+    screenshot(page, "api-keys")
+
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0, timeout=30)
+    stream = client.chat.completions.create(model="dziri", stream=True,
+                                            messages=[{"role": "user", "content": "salam khouya"}])
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "echo: salam khouya"
+
+    # Closed and opened again: the key is listed by its first characters only.
+    dialog.get_by_role("button", name="Close API keys").click()
+    page.get_by_role("button", name="API keys").click()
+    expect(dialog.get_by_label("New API key")).to_have_count(0)
+    expect(dialog.get_by_text(f"{key[:10]}…")).to_be_visible()
+    dialog.get_by_role("button", name="Revoke mon script").click()
+    dialog.get_by_role("button", name="Confirm revoke mon script").click()
+    expect(dialog.get_by_text("No keys yet.")).to_be_visible()
+    with pytest.raises(openai.AuthenticationError):
+        client.models.list()

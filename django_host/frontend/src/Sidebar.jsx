@@ -1,4 +1,5 @@
 import { useEffect, useRef, useState } from 'react'
+import ApiKeysPanel from './ApiKeysPanel.jsx'
 
 export const UNTITLED = 'New conversation'
 
@@ -110,6 +111,7 @@ export default function Sidebar({
   onLoadMore,
   onLogout,
 }) {
+  const [keysOpen, setKeysOpen] = useState(false)
   return (
     <nav id="sidebar" className={`sidebar${open ? ' open' : ''}`} aria-label="Conversations">
       <div className="sidebar-head">
@@ -148,10 +150,16 @@ export default function Sidebar({
         <span className="who" title={user.email} dir="auto">
           {user.username}
         </span>
-        <button type="button" className="small" aria-label="Log out" onClick={onLogout}>
-          Log out
-        </button>
+        <span className="foot-actions">
+          <button type="button" className="small" aria-label="API keys" onClick={() => setKeysOpen(true)}>
+            API keys
+          </button>
+          <button type="button" className="small" aria-label="Log out" onClick={onLogout}>
+            Log out
+          </button>
+        </span>
       </div>
+      {keysOpen && <ApiKeysPanel onClose={() => setKeysOpen(false)} />}
     </nav>
   )
 }

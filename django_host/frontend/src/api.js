@@ -154,6 +154,9 @@ export const api = {
   stop: (id) => json('POST', `${conversationPath(id)}/stop`),
   sendMessage: (id, content, handlers) => stream(`${conversationPath(id)}/messages`, { content }, handlers),
   regenerate: (id, handlers) => stream(`${conversationPath(id)}/regenerate`, undefined, handlers),
+  apiKeys: () => json('GET', '/api/apikeys').then((body) => body.items),
+  createApiKey: (name) => json('POST', '/api/apikeys', { name }),
+  revokeApiKey: (id) => json('DELETE', `/api/apikeys/${encodeURIComponent(id)}`),
 }
 
 /**
