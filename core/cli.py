@@ -11,7 +11,7 @@ import click
 from dziri.training.cli import data, evaluate, export, train
 
 from . import apikeys as apikeys_core
-from . import registry
+from . import registry, search
 from .app import App
 from .config import load_config, masked
 from .errors import DziriError, NotFoundError, PluginError
@@ -218,6 +218,28 @@ def list_conversations(limit: int, offset: int, as_json: bool) -> None:
         click.echo("no conversations yet: try  dziri chat \"wach rak?\"")
     for c in items:
         click.echo(f"{c.id}  {c.updated_at:%Y-%m-%d %H:%M}  {c.title}")
+
+
+@conversations.command("search")
+@click.argument("text")
+@click.option("--limit", type=click.IntRange(1, 100), default=20, show_default=True)
+@click.option("--offset", type=click.IntRange(min=0), default=0)
+@click.option("--json", "as_json", is_flag=True)
+def search_conversations(text: str, limit: int, offset: int, as_json: bool) -> None:
+    """Your messages with every word of TEXT (or a word starting so), newest first."""
+    app = get_app()
+    found = search.hits(app.store, app.chat.local_user().id, text, limit, offset)
+    if as_json:
+        click.echo(json.dumps([hit.to_json() for hit in found], indent=2, ensure_ascii=False))
+        return
+    if not found:
+        click.echo(f"nothing found for {text!r}")
+    # Matches in bold on a terminal, [in brackets] elsewhere.
+    marks = ("\033[1m", "\033[0m") if click.get_text_stream("stdout").isatty() else ("[", "]")
+    for hit in found:
+        title = hit.conversation.title or "(untitled)"
+        click.echo(f"{hit.conversation.id}  {hit.message.timestamp:%Y-%m-%d %H:%M}  {title}")
+        click.echo(f"    {hit.message.role.value}: {hit.marked(*marks)}")
 
 
 @conversations.command("show")

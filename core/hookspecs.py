@@ -135,6 +135,14 @@ class StoreSpec:
         """Delete one message."""
 
     @hookspec(firstresult=True)
+    def store_search_messages(self, user_id: str, terms: list[str], limit: int, offset: int) -> list[Message]:
+        """The user's messages in which every one of `terms` starts a word, newest first.
+        Terms come folded by `dziri.core.search.terms` (lowercase, no diacritics, Arabic
+        letter variants unified; letters and digits only); a store compares them with
+        the message's `dziri.core.search.folded_words(content)`, kept in step with every
+        add, update and delete. ValidationError for no terms, `limit < 1`, `offset < 0`."""
+
+    @hookspec(firstresult=True)
     def store_list_messages(
         self, user_id: str, conversation_id: str, limit: int, before: str | None
     ) -> list[Message]:

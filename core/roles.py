@@ -153,6 +153,9 @@ class Store:
             user_id=user_id, conversation_id=conversation_id, limit=limit, before=before
         )
 
+    def search_messages(self, user_id: str, terms: list[str], limit: int = 20, offset: int = 0) -> list[Message]:
+        return self._hook.store_search_messages(user_id=user_id, terms=terms, limit=limit, offset=offset)
+
     def save_session(self, key: str, data: str, expires_at: datetime) -> None:
         self._hook.store_save_session(key=key, data=data, expires_at=expires_at)
 

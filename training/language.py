@@ -12,7 +12,8 @@ replies.
 from __future__ import annotations
 
 import re
-import unicodedata
+
+from dziri.core.search import fold  # the one folding: the eval matches words as search does
 
 ARABIC, ARABIZI, FRENCH, ENGLISH, UNKNOWN = "arabic", "arabizi", "french", "english", "unknown"
 
@@ -57,15 +58,6 @@ at not it's i'm there they we will would please hello hi thanks thank yes no if 
 was were been just like get go know want need should could also some any more very good here when where why
 """.split())
 # "a", "je", "la"... are counted; but one-letter French/English words are too ambiguous alone.
-
-
-def fold(text: str) -> str:
-    """Lowercase, without diacritics, Arabic letter variants unified: for matching words
-    across the spellings people use (é/e, أ/إ/آ/ا, ة/ه, ى/ي, tatweel and harakat dropped)."""
-    text = unicodedata.normalize("NFKD", text.casefold())
-    text = "".join(ch for ch in text if not unicodedata.combining(ch))
-    table = str.maketrans({"أ": "ا", "إ": "ا", "آ": "ا", "ٱ": "ا", "ة": "ه", "ى": "ي", "ـ": None, "ؤ": "و", "ئ": "ي"})
-    return text.translate(table)
 
 
 def detect(text: str) -> str:

@@ -428,6 +428,45 @@ class StoreContract:
     def test_another_user_sees_no_conversations(self, store, bob, conversation, message):
         assert store.list_conversations(bob.id) == []
 
+    # ---- search ------------------------------------------------------------------------
+
+    def test_search_finds_word_starts_across_spellings_newest_first(self, store, alice, conversation):
+        other = store.create_conversation(alice.id, "other")
+        texts = ["Kifach ndir CHORBA frik?", "الشربة بلا فريك", "J'ai mangé une chorba à Sétif",
+                 "صحة فطوركم، أكلة بنينة", "wach rak 3lik"]
+        added = [store.add_message(alice.id, conversation.id if n % 2 else other.id, Role.USER, text)
+                 for n, text in enumerate(texts)]
+
+        def found(*words):
+            return [m.content for m in store.search_messages(alice.id, list(words))]
+
+        assert found("chorb") == [texts[2], texts[0]]  # a word's start, any case, newest first
+        assert found("chorba", "setif") == [texts[2]]  # every term; é folded
+        assert found("horba") == []  # not the middle of a word
+        assert found("اكله") == [texts[3]]  # أ/ا and ة/ه
+        assert found("3li") == [texts[4]]  # Arabizi digits are letters here
+        assert store.search_messages(alice.id, ["chorba"], limit=1) == [added[2]]
+        assert store.search_messages(alice.id, ["chorba"], limit=1, offset=1) == [added[0]]
+
+    def test_search_follows_updates_and_deletes_and_sees_only_the_users_own(self, store, alice, bob, conversation):
+        reply = store.add_message(alice.id, conversation.id, Role.ASSISTANT, "", MessageStatus.PARTIAL)
+        store.update_message(alice.id, reply.id, "rechta b djaj", MessageStatus.COMPLETE)
+        gone = store.add_message(alice.id, conversation.id, Role.USER, "rechta ta3 yemma")
+        bobs = store.create_conversation(bob.id, "bob's")
+        store.add_message(bob.id, bobs.id, Role.USER, "rechta thani")
+        assert [m.id for m in store.search_messages(alice.id, ["rechta"])] == [gone.id, reply.id]
+        store.delete_message(alice.id, gone.id)
+        store.update_message(alice.id, reply.id, "couscous", MessageStatus.COMPLETE)
+        assert store.search_messages(alice.id, ["rechta"]) == []
+        assert len(store.search_messages(bob.id, ["rechta"])) == 1
+        store.delete_conversation(bob.id, bobs.id)
+        assert store.search_messages(bob.id, ["rechta"]) == []
+
+    def test_search_rejects_bad_terms_and_paging(self, store, alice):
+        for terms, limit, offset in ([], 20, 0), (["chorba"], 0, 0), (["chorba"], 20, -1), (['x" OR "y'], 20, 0):
+            with pytest.raises(ValidationError):
+                store.search_messages(alice.id, terms, limit=limit, offset=offset)
+
     # ---- API keys ------------------------------------------------------------------------
 
     def test_an_api_key_is_found_by_its_hash_and_listed_for_its_owner_only(self, store, alice, bob):

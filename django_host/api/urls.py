@@ -15,6 +15,7 @@ urlpatterns = [
     path("conversations/<str:conversation_id>/messages", methods(GET=views.list_messages, POST=views.send_message)),
     path("conversations/<str:conversation_id>/regenerate", methods(POST=views.regenerate)),
     path("conversations/<str:conversation_id>/stop", methods(POST=views.stop)),
+    path("search", methods(GET=views.search)),
     path("apikeys", methods(GET=views.list_api_keys, POST=views.create_api_key)),
     path("apikeys/<str:key_id>", methods(DELETE=views.revoke_api_key)),
     path("health", methods(GET=views.health)),

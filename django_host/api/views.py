@@ -16,6 +16,7 @@ from django.middleware.csrf import get_token, rotate_token
 from django.utils.crypto import constant_time_compare, salted_hmac
 
 from dziri.core import apikeys, registry
+from dziri.core import search as search_core
 from dziri.core.chat import ReplyStream
 from dziri.core.errors import ConflictError, MessageTooLongError, NotFoundError, ValidationError
 from dziri.core.models import Conversation, User
@@ -289,6 +290,15 @@ def stop(request, conversation_id: str):
     host = current_host()
     conversation = host.app.store.get_conversation(user.id, _checked_id(conversation_id))
     return JsonResponse({"stopped": host.streams.stop(user.id, conversation.id)})
+
+
+def search(request):
+    user = require_user(request)
+    limit = check.integer(request, "limit", 20, 1, 100)
+    offset = check.integer(request, "offset", 0, 0, 1_000_000)
+    found = search_core.hits(current_host().app.store, user.id, request.GET.get("q", ""), limit + 1, offset)
+    return JsonResponse({"items": [hit.to_json() for hit in found[:limit]], "limit": limit, "offset": offset,
+                         "has_more": len(found) > limit})
 
 
 # ---- API keys for /v1 ----------------------------------------------------------------------

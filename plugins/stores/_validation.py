@@ -25,3 +25,11 @@ def message_fields(content: object, status: object, error: object):
     check_text(content, "content")
     check(error is None or isinstance(error, str), "error must be a string or None")
     return status
+
+
+def check_search(terms: object, limit: object, offset: object) -> None:
+    check(isinstance(terms, list) and bool(terms) and all(isinstance(t, str) and t for t in terms),
+          "terms must be a non-empty list of words")
+    check(all(t.isalnum() for t in terms), "search terms are folded words: letters and digits only")
+    check(isinstance(limit, int) and limit >= 1, "limit must be an integer of at least 1")
+    check(isinstance(offset, int) and offset >= 0, "offset must be an integer of at least 0")

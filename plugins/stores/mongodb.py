@@ -59,7 +59,8 @@ from dziri.core.models import (
     User,
     utcnow,
 )
-from dziri.plugins.stores._validation import check, check_text, enum_value, message_fields
+from dziri.core.search import folded_words
+from dziri.plugins.stores._validation import check, check_search, check_text, enum_value, message_fields
 
 MOCK_SCHEME = "mongomock://"
 USERS, CONVERSATIONS, MESSAGES, SESSIONS, API_KEYS = "users", "conversations", "messages", "sessions", "api_keys"
@@ -76,6 +77,8 @@ INDEXES: list[tuple[str, str, list[tuple[str, int]], dict[str, Any]]] = [
     (CONVERSATIONS, "by_user_updated", [("user_id", ASCENDING), ("updated_at", DESCENDING), ("_id", DESCENDING)], {}),
     (MESSAGES, "by_conversation_seq", [("conversation_id", ASCENDING), ("seq", ASCENDING)], {"unique": True}),
     (MESSAGES, "by_user", [("user_id", ASCENDING)], {}),  # deleting a user deletes their messages
+    # Search scans one user's messages newest first (a prefix of a word is no $text query).
+    (MESSAGES, "by_user_newest", [("user_id", ASCENDING), ("timestamp", DESCENDING), ("_id", DESCENDING)], {}),
     # A backstop: the server deletes sessions an hour after they expire, should nobody run
     # store_purge_sessions (which then still finds and counts them). Loads filter on
     # expires_at themselves, since TTL deletion is lazy.
@@ -164,6 +167,10 @@ def _message(doc: dict) -> Message:
                    status=doc["status"], error=doc.get("error"))
 
 
+def _search_words(content: str) -> str:
+    return " " + folded_words(content)  # a leading space: every word starts after one
+
+
 def _api_key(doc: dict) -> ApiKey:
     return ApiKey(id=str(doc["_id"]), user_id=str(doc["user_id"]), name=doc["name"], prefix=doc["prefix"],
                   key_hash=doc["key_hash"], created_at=doc["created_at"])
@@ -231,6 +238,9 @@ class MongoDBStore:
     def _create_indexes(self) -> None:
         for collection, name, keys, options in INDEXES:
             self._db[collection].create_index(keys, name=name, **options)
+        # Messages stored before search existed get their folded words now (once).
+        for doc in self._db[MESSAGES].find({"search": {"$exists": False}}, {"content": 1}):
+            self._db[MESSAGES].update_one({"_id": doc["_id"]}, {"$set": {"search": _search_words(doc["content"])}})
 
     def _scrub(self, text: str) -> str:
         for secret in self._secrets:
@@ -467,7 +477,7 @@ class MongoDBStore:
             self._db[MESSAGES].insert_one({
                 "_id": message_oid, "conversation_id": oid, "user_id": owner, "seq": conversation["last_seq"],
                 "role": role.value, "content": content, "status": status.value, "error": error,
-                "timestamp": conversation["updated_at"],
+                "timestamp": conversation["updated_at"], "search": _search_words(content),
             })
             if self._db[CONVERSATIONS].find_one({"_id": oid}, {"_id": 1}) is None:  # deleted meanwhile
                 self._db[MESSAGES].delete_one({"_id": message_oid})
@@ -484,7 +494,8 @@ class MongoDBStore:
             raise self._message_not_found(message_id)
         with self._operation("save a message"):
             doc = self._db[MESSAGES].find_one_and_update(
-                {"_id": oid, "user_id": owner}, {"$set": {"content": content, "status": status.value, "error": error}},
+                {"_id": oid, "user_id": owner}, {"$set": {"content": content, "status": status.value, "error": error,
+                                                          "search": _search_words(content)}},
                 return_document=ReturnDocument.AFTER)
         if doc is None:
             raise self._message_not_found(message_id)
@@ -498,6 +509,20 @@ class MongoDBStore:
         with self._operation("delete a message"):
             if not self._db[MESSAGES].delete_one({"_id": oid, "user_id": owner}).deleted_count:
                 raise self._message_not_found(message_id)
+
+    @hookimpl
+    def store_search_messages(self, user_id: str, terms: list[str], limit: int, offset: int) -> list[Message]:
+        check_search(terms, limit, offset)
+        owner = _oid(user_id)
+        if owner is None:
+            return []
+        # The folded words are kept with a space before each, so " term" is a word's start;
+        # terms are letters and digits, escaped all the same.
+        matches = [{"search": {"$regex": f" {re.escape(term)}"}} for term in terms]
+        with self._operation("search messages"):
+            docs = (self._db[MESSAGES].find({"user_id": owner, "$and": matches})
+                    .sort([("timestamp", DESCENDING), ("_id", DESCENDING)]).skip(offset).limit(limit))
+            return [_message(doc) for doc in docs]
 
     @hookimpl
     def store_list_messages(

@@ -32,7 +32,8 @@ from dziri.core.models import (
     User,
     utcnow,
 )
-from dziri.plugins.stores._validation import check, check_text, enum_value, message_fields
+from dziri.core.search import folded_words
+from dziri.plugins.stores._validation import check, check_search, check_text, enum_value, message_fields
 
 DEFAULT_FILENAME = "dziri.sqlite3"
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -95,7 +96,24 @@ MIGRATIONS: list[tuple[str, ...]] = [
         )""",
         "CREATE INDEX api_keys_by_user ON api_keys (user_id, created_at)",
     ),
+    (
+        # Full-text search: each message's folded words (dziri.core.search), keyed by its seq,
+        # kept in step by triggers (cascaded deletes included). The triggers call a function
+        # that each connection of this store registers (SEARCH_WORDS_FUNCTION).
+        "CREATE VIRTUAL TABLE message_search USING fts5 (body, tokenize = 'unicode61 remove_diacritics 2')",
+        """CREATE TRIGGER message_search_insert AFTER INSERT ON messages BEGIN
+            INSERT INTO message_search (rowid, body) VALUES (new.seq, dziri_search_words(new.content));
+        END""",
+        """CREATE TRIGGER message_search_update AFTER UPDATE OF content ON messages BEGIN
+            UPDATE message_search SET body = dziri_search_words(new.content) WHERE rowid = new.seq;
+        END""",
+        """CREATE TRIGGER message_search_delete AFTER DELETE ON messages BEGIN
+            DELETE FROM message_search WHERE rowid = old.seq;
+        END""",
+        "INSERT INTO message_search (rowid, body) SELECT seq, dziri_search_words(content) FROM messages",
+    ),
 ]
+SEARCH_WORDS_FUNCTION = "dziri_search_words"
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _NO_CURSOR = (1 << 63) - 1  # above any rowid: "no `before`" needs no second query
@@ -165,6 +183,7 @@ class SQLiteStore:
             raise self._error(exc) from exc
         try:
             db.row_factory = sqlite3.Row
+            db.create_function(SEARCH_WORDS_FUNCTION, 1, folded_words, deterministic=True)
             db.execute("PRAGMA foreign_keys = ON")
             mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode.lower() != "wal":
@@ -455,6 +474,20 @@ class SQLiteStore:
             deleted = db.execute("DELETE FROM messages WHERE id = ? AND user_id = ?", (message_id, user_id))
             if not deleted.rowcount:
                 raise NotFoundError(f"message {message_id} not found")
+
+    @hookimpl
+    def store_search_messages(self, user_id: str, terms: list[str], limit: int, offset: int) -> list[Message]:
+        check_search(terms, limit, offset)
+        # Each term as a quoted prefix: terms are folded words (letters and digits only),
+        # so nothing in them can be FTS5 syntax.
+        query = " AND ".join(f'"{term}"*' for term in terms)
+        with self._transaction(write=False) as db:
+            # Newest first in the index's own rowid (= seq) order: FTS5 walks its matches
+            # backwards and stops after `limit`, however many there are.
+            rows = db.execute("SELECT m.* FROM message_search JOIN messages m ON m.seq = message_search.rowid"
+                              " WHERE message_search MATCH ? AND m.user_id = ? ORDER BY message_search.rowid DESC"
+                              " LIMIT ? OFFSET ?", (query, user_id, limit, offset)).fetchall()
+        return [_message(row) for row in rows]
 
     @hookimpl
     def store_list_messages(

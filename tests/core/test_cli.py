@@ -207,12 +207,15 @@ def test_one_shot_on_the_embedded_model_and_a_second_invocation_sees_the_first()
 
 def test_ctrl_c_stops_a_one_shot_reply_and_keeps_what_was_written():
     env = {**os.environ, **ECHO, "DZIRI_BACKEND__ECHO__DELAY_S": "0.3"}
-    process = subprocess.Popen([DZIRI, "chat", "one two three four five six seven eight nine ten"],
+    # 200 words, a minute to say them all: long enough that a busy machine, slow to send the
+    # signal, still interrupts the reply and does not see it end by itself.
+    words = " ".join(f"w{n}" for n in range(199)) + " ten"
+    process = subprocess.Popen([DZIRI, "chat", words],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         assert process.stdout.read(5) == "echo:"  # the first piece has arrived
         process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=30)
+        _, stderr = process.communicate(timeout=60)
     finally:
         process.kill()
     assert process.returncode == 130

@@ -545,3 +545,35 @@ def test_an_api_key_made_in_the_site_serves_the_openai_sdk_until_it_is_revoked(s
     expect(dialog.get_by_text("No keys yet.")).to_be_visible()
     with pytest.raises(openai.AuthenticationError):
         client.models.list()
+
+
+def test_search_finds_messages_across_spellings_and_opens_the_conversation(server, new_context, screenshot):
+    page = new_context(server.url).new_page()
+    sign_up(page, unique("nesrine"))
+    send(page, "Kifach ndir CHORBA frik?")
+    wait_for_reply(page)
+    page.get_by_role("button", name="New conversation").click()
+    send(page, "صحة فطوركم، أكلة بنينة")
+    wait_for_reply(page)
+
+    box = page.get_by_role("searchbox", name="Search messages")
+    box.fill("chorb")
+    results = page.get_by_role("list", name="Search results")
+    # The question and its echo, newest first, the match marked in the original spelling.
+    expect(results.get_by_role("listitem")).to_have_count(2)
+    expect(results.locator("mark").first).to_have_text("CHORBA")
+    box.fill("اكلة")
+    expect(results.get_by_role("listitem")).to_have_count(2)
+    expect(results.locator("mark").first).to_have_text("أكلة")
+    screenshot(page, "search")
+    box.fill("chorba")
+    expect(results.locator("mark").last).to_have_text("CHORBA")
+    results.get_by_role("button").last.click()  # the older hit: the question itself
+    expect(user_messages(page).locator(".bubble")).to_have_text(["Kifach ndir CHORBA frik?"])
+    box.fill("")
+    expect(page.get_by_role("list", name="Search results")).to_have_count(0)
+
+    other = new_context(server.url).new_page()
+    sign_up(other, unique("walid"))
+    other.get_by_role("searchbox", name="Search messages").fill("chorba")
+    expect(other.get_by_text("Nothing found.")).to_be_visible()

@@ -88,6 +88,10 @@ def test_count_tokens_matches_llama_cpps_prompt(plugin, history):
 
 
 def test_two_threads_chatting_at_once_are_served_one_after_the_other(plugin):
+    # The reference is taken as each thread's reply will be, after one like it: llama.cpp
+    # then reuses the cached prompt, and a prompt evaluated in another batch shape can
+    # round differently enough to change a greedy token (seen once: a reply one line short).
+    greedy(plugin, "Name three fruits.", max_tokens=16)
     expected = greedy(plugin, "Name three fruits.", max_tokens=16)
     replies: list[str] = []
 

@@ -1,5 +1,6 @@
 import { useEffect, useRef, useState } from 'react'
 import ApiKeysPanel from './ApiKeysPanel.jsx'
+import SearchResults from './SearchResults.jsx'
 
 export const UNTITLED = 'New conversation'
 
@@ -112,6 +113,8 @@ export default function Sidebar({
   onLogout,
 }) {
   const [keysOpen, setKeysOpen] = useState(false)
+  const [query, setQuery] = useState('')
+  const searching = query.trim().length > 0
   return (
     <nav id="sidebar" className={`sidebar${open ? ' open' : ''}`} aria-label="Conversations">
       <div className="sidebar-head">
@@ -128,23 +131,41 @@ export default function Sidebar({
         </svg>
         New conversation
       </button>
-      <ul className="conversation-list">
-        {conversations.map((conversation) => (
-          <ConversationItem
-            key={conversation.id}
-            conversation={conversation}
-            active={conversation.id === activeId}
-            onSelect={onSelect}
-            onRename={onRename}
-            onDelete={onDelete}
-          />
-        ))}
-        {!loading && conversations.length === 0 && <li className="muted empty-list">No conversations yet.</li>}
-      </ul>
-      {hasMore && (
-        <button type="button" className="link load-more" onClick={onLoadMore} disabled={loading}>
-          Show older conversations
-        </button>
+      <div className="search-box" role="search">
+        <input
+          type="search"
+          dir="auto"
+          aria-label="Search messages"
+          placeholder="Search messages"
+          maxLength={200}
+          value={query}
+          onChange={(e) => setQuery(e.target.value)}
+          onKeyDown={(e) => e.key === 'Escape' && setQuery('')}
+        />
+      </div>
+      {searching ? (
+        <SearchResults query={query.trim()} onSelect={onSelect} />
+      ) : (
+        <>
+          <ul className="conversation-list">
+          {conversations.map((conversation) => (
+            <ConversationItem
+              key={conversation.id}
+              conversation={conversation}
+              active={conversation.id === activeId}
+              onSelect={onSelect}
+              onRename={onRename}
+              onDelete={onDelete}
+            />
+          ))}
+          {!loading && conversations.length === 0 && <li className="muted empty-list">No conversations yet.</li>}
+        </ul>
+        {hasMore && (
+          <button type="button" className="link load-more" onClick={onLoadMore} disabled={loading}>
+            Show older conversations
+          </button>
+        )}
+        </>
       )}
       <div className="sidebar-foot">
         <span className="who" title={user.email} dir="auto">

@@ -154,6 +154,8 @@ export const api = {
   stop: (id) => json('POST', `${conversationPath(id)}/stop`),
   sendMessage: (id, content, handlers) => stream(`${conversationPath(id)}/messages`, { content }, handlers),
   regenerate: (id, handlers) => stream(`${conversationPath(id)}/regenerate`, undefined, handlers),
+  search: (q, offset = 0, limit = 20) =>
+    json('GET', `/api/search?q=${encodeURIComponent(q)}&limit=${limit}&offset=${offset}`),
   apiKeys: () => json('GET', '/api/apikeys').then((body) => body.items),
   createApiKey: (name) => json('POST', '/api/apikeys', { name }),
   revokeApiKey: (id) => json('DELETE', `/api/apikeys/${encodeURIComponent(id)}`),
