@@ -230,12 +230,15 @@ class ReplyStream:
         status, error = MessageStatus.PARTIAL, None
         pieces = None
         last_save = time.monotonic()
+        first_at = last_at = 0.0  # when the first and the latest piece came
         try:
             pieces = service.backend.chat(self.prompt, self.options)
             for piece in pieces:
                 if self._stopped.is_set():
                     break
                 parts.append(piece)
+                last_at = time.monotonic()
+                first_at = first_at or last_at
                 # The first piece is stored before anyone is sent it: a reader of the store
                 # never finds empty a reply whose start a client has already seen.
                 if len(parts) == 1 or time.monotonic() - last_save >= service.save_every_s:
@@ -254,7 +257,9 @@ class ReplyStream:
             # Runs on normal end, stop, close (GeneratorExit), backend failure and Ctrl+C alike.
             if pieces is not None and hasattr(pieces, "close"):
                 pieces.close()  # releases the backend (llama.cpp holds a lock while generating)
-            self.message = store.update_message(user_id, reply.id, "".join(parts), status, error)
+            speed = (len(parts) - 1) / (last_at - first_at) if len(parts) > 1 and last_at > first_at else None
+            self.message = store.update_message(user_id, reply.id, "".join(parts), status, error, tokens=len(parts),
+                                                tokens_per_second=round(speed, 2) if speed else None)
             service.hooks.message_stored(message=self.message)
 
 

@@ -260,7 +260,9 @@ def show_conversation(conversation_id: str, limit: int, as_json: bool) -> None:
     click.echo(f"# {conversation.title}  ({conversation.id})")
     for m in messages:
         flag = "" if m.status == MessageStatus.COMPLETE else f" [{m.status.value}]"
-        click.echo(f"{m.role.value}{flag}: {m.content}")
+        figures = f" ({m.tokens} tokens{f', {m.tokens_per_second:g} tokens/s' if m.tokens_per_second else ''})" \
+            if m.tokens is not None else ""
+        click.echo(f"{m.role.value}{flag}{figures}: {m.content}")
 
 
 @conversations.command("delete")

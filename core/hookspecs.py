@@ -125,10 +125,11 @@ class StoreSpec:
 
     @hookspec(firstresult=True)
     def store_update_message(
-        self, user_id: str, message_id: str, content: str, status: MessageStatus, error: str | None
+        self, user_id: str, message_id: str, content: str, status: MessageStatus, error: str | None,
+        tokens: int | None, tokens_per_second: float | None,
     ) -> Message:
-        """Replace a message's content and status (a streaming reply is saved as it grows);
-        the conversation's `updated_at` stays."""
+        """Replace a message's content and status (a streaming reply is saved as it grows),
+        and its figures (None: none yet); the conversation's `updated_at` stays."""
 
     @hookspec(firstresult=True)
     def store_delete_message(self, user_id: str, message_id: str) -> None:

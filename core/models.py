@@ -76,6 +76,10 @@ class Message(_Record):
     timestamp: datetime
     status: MessageStatus = MessageStatus.COMPLETE
     error: str | None = None
+    # A reply's figures, once it has ended: the tokens it took (the pieces the backend
+    # streamed, one per token with llama.cpp) and its decoding speed, first token to last.
+    tokens: int | None = None
+    tokens_per_second: float | None = None
 
 
 class Session(_Record):

@@ -136,11 +136,13 @@ class Store:
         )
 
     def update_message(
-        self, user_id: str, message_id: str, content: str, status: MessageStatus, error: str | None = None
+        self, user_id: str, message_id: str, content: str, status: MessageStatus, error: str | None = None,
+        tokens: int | None = None, tokens_per_second: float | None = None,
     ) -> Message:
         status = parse_enum(MessageStatus, status, "status")
         return self._hook.store_update_message(
-            user_id=user_id, message_id=message_id, content=content, status=status, error=error
+            user_id=user_id, message_id=message_id, content=content, status=status, error=error,
+            tokens=tokens, tokens_per_second=tokens_per_second,
         )
 
     def delete_message(self, user_id: str, message_id: str) -> None:

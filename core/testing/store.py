@@ -319,6 +319,18 @@ class StoreContract:
         assert (done.content, done.status, done.error) == ("labas", MessageStatus.COMPLETE, None)
         assert store.list_messages(alice.id, conversation.id) == [done]
 
+    def test_a_reply_keeps_its_figures(self, store, alice, conversation, message):
+        assert (message.tokens, message.tokens_per_second) == (None, None)
+        reply = store.add_message(alice.id, conversation.id, Role.ASSISTANT, "", MessageStatus.PARTIAL)
+        done = store.update_message(alice.id, reply.id, "labas", MessageStatus.COMPLETE, tokens=3,
+                                    tokens_per_second=27.5)
+        assert (done.tokens, done.tokens_per_second) == (3, 27.5)
+        assert store.list_messages(alice.id, conversation.id)[-1] == done
+        for tokens, speed in ((-1, None), (None, -2.0), ("3", None), (True, None)):
+            with pytest.raises(ValidationError):
+                store.update_message(alice.id, reply.id, "labas", MessageStatus.COMPLETE, tokens=tokens,
+                                     tokens_per_second=speed)
+
     def test_failed_reply_keeps_its_error(self, store, alice, conversation):
         reply = store.add_message(alice.id, conversation.id, Role.ASSISTANT, "", MessageStatus.PARTIAL)
         failed = store.update_message(alice.id, reply.id, "lab", MessageStatus.ERROR, "backend unavailable")

@@ -33,3 +33,11 @@ def check_search(terms: object, limit: object, offset: object) -> None:
     check(all(t.isalnum() for t in terms), "search terms are folded words: letters and digits only")
     check(isinstance(limit, int) and limit >= 1, "limit must be an integer of at least 1")
     check(isinstance(offset, int) and offset >= 0, "offset must be an integer of at least 0")
+
+
+def check_figures(tokens: object, tokens_per_second: object) -> None:
+    check(tokens is None or (isinstance(tokens, int) and not isinstance(tokens, bool) and tokens >= 0),
+          "tokens must be None or an integer of at least 0")
+    check(tokens_per_second is None or (isinstance(tokens_per_second, int | float)
+                                        and not isinstance(tokens_per_second, bool) and tokens_per_second >= 0),
+          "tokens_per_second must be None or a number of at least 0")

@@ -60,7 +60,14 @@ from dziri.core.models import (
     utcnow,
 )
 from dziri.core.search import folded_words
-from dziri.plugins.stores._validation import check, check_search, check_text, enum_value, message_fields
+from dziri.plugins.stores._validation import (
+    check,
+    check_figures,
+    check_search,
+    check_text,
+    enum_value,
+    message_fields,
+)
 
 MOCK_SCHEME = "mongomock://"
 USERS, CONVERSATIONS, MESSAGES, SESSIONS, API_KEYS = "users", "conversations", "messages", "sessions", "api_keys"
@@ -164,7 +171,8 @@ def _conversation(doc: dict) -> Conversation:
 def _message(doc: dict) -> Message:
     return Message(id=str(doc["_id"]), conversation_id=str(doc["conversation_id"]), user_id=str(doc["user_id"]),
                    role=doc["role"], content=doc["content"], timestamp=doc["timestamp"],
-                   status=doc["status"], error=doc.get("error"))
+                   status=doc["status"], error=doc.get("error"), tokens=doc.get("tokens"),
+                   tokens_per_second=doc.get("tokens_per_second"))
 
 
 def _search_words(content: str) -> str:
@@ -486,16 +494,19 @@ class MongoDBStore:
 
     @hookimpl
     def store_update_message(
-        self, user_id: str, message_id: str, content: str, status: MessageStatus, error: str | None
+        self, user_id: str, message_id: str, content: str, status: MessageStatus, error: str | None,
+        tokens: int | None, tokens_per_second: float | None,
     ) -> Message:
         status = message_fields(content, status, error)
+        check_figures(tokens, tokens_per_second)
         oid, owner = _oid(message_id), _oid(user_id)
         if oid is None or owner is None:
             raise self._message_not_found(message_id)
         with self._operation("save a message"):
             doc = self._db[MESSAGES].find_one_and_update(
                 {"_id": oid, "user_id": owner}, {"$set": {"content": content, "status": status.value, "error": error,
-                                                          "search": _search_words(content)}},
+                                                          "search": _search_words(content), "tokens": tokens,
+                                                          "tokens_per_second": tokens_per_second}},
                 return_document=ReturnDocument.AFTER)
         if doc is None:
             raise self._message_not_found(message_id)

@@ -33,7 +33,14 @@ from dziri.core.models import (
     utcnow,
 )
 from dziri.core.search import folded_words
-from dziri.plugins.stores._validation import check, check_search, check_text, enum_value, message_fields
+from dziri.plugins.stores._validation import (
+    check,
+    check_figures,
+    check_search,
+    check_text,
+    enum_value,
+    message_fields,
+)
 
 DEFAULT_FILENAME = "dziri.sqlite3"
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -112,6 +119,11 @@ MIGRATIONS: list[tuple[str, ...]] = [
         END""",
         "INSERT INTO message_search (rowid, body) SELECT seq, dziri_search_words(content) FROM messages",
     ),
+    (
+        # A reply's figures (NULL for user messages and for replies stored before them).
+        "ALTER TABLE messages ADD COLUMN tokens INTEGER",
+        "ALTER TABLE messages ADD COLUMN tokens_per_second REAL",
+    ),
 ]
 SEARCH_WORDS_FUNCTION = "dziri_search_words"
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -143,7 +155,8 @@ def _conversation(row: sqlite3.Row) -> Conversation:
 def _message(row: sqlite3.Row) -> Message:
     return Message(id=row["id"], conversation_id=row["conversation_id"], user_id=row["user_id"],
                    role=row["role"], content=row["content"], timestamp=row["timestamp"],
-                   status=row["status"], error=row["error"])
+                   status=row["status"], error=row["error"], tokens=row["tokens"],
+                   tokens_per_second=row["tokens_per_second"])
 
 
 def _api_key(row: sqlite3.Row) -> ApiKey:
@@ -459,13 +472,15 @@ class SQLiteStore:
 
     @hookimpl
     def store_update_message(
-        self, user_id: str, message_id: str, content: str, status: MessageStatus, error: str | None
+        self, user_id: str, message_id: str, content: str, status: MessageStatus, error: str | None,
+        tokens: int | None, tokens_per_second: float | None,
     ) -> Message:
         status = message_fields(content, status, error)
+        check_figures(tokens, tokens_per_second)
         with self._transaction() as db:
             self._message_row(db, user_id, message_id)
-            db.execute("UPDATE messages SET content = ?, status = ?, error = ? WHERE id = ?",
-                       (content, status.value, error, message_id))
+            db.execute("UPDATE messages SET content = ?, status = ?, error = ?, tokens = ?, tokens_per_second = ?"
+                       " WHERE id = ?", (content, status.value, error, tokens, tokens_per_second, message_id))
             return _message(self._message_row(db, user_id, message_id))
 
     @hookimpl

@@ -37,6 +37,22 @@ def test_send_streams_the_reply_and_stores_both_messages(echo_app, chat, user):
     assert stream.conversation.title == "wach rak khouya?"
 
 
+def test_a_reply_is_stored_with_its_token_count_and_speed(monkeypatch, user):
+    monkeypatch.setenv("DZIRI_BACKEND", "echo")
+    monkeypatch.setenv("DZIRI_BACKEND__ECHO__DELAY_S", "0.02")  # 20 ms a word: about 50 words a second
+    app = App()
+    try:
+        stream = app.chat.send(app.chat.local_user().id, "one two three four five six")
+        stream.text()
+        reply = stream.message
+        assert reply.tokens == 7  # "echo:" and the six words, one piece each
+        assert 0 < reply.tokens_per_second <= 55  # never faster than the 20 ms pauses allow
+        question = app.store.list_messages(reply.user_id, reply.conversation_id)[0]
+        assert (question.tokens, question.tokens_per_second) == (None, None)
+    finally:
+        app.close()
+
+
 def test_a_second_message_sees_the_history(chat, user):
     first = chat.send(user.id, "salam")
     first.text()

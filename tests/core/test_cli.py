@@ -58,7 +58,7 @@ def test_conversations_list_show_delete():
     listed = json.loads(dziri("conversations", "list", "--json", env=ECHO).stdout)
     conversation_id = listed[0]["id"]
     text = dziri("conversations", "show", conversation_id, env=ECHO).stdout
-    assert "user: salam" in text and "assistant: echo: salam" in text
+    assert "user: salam" in text and "assistant (2 tokens" in text and ": echo: salam" in text
     assert dziri("conversations", "delete", conversation_id, "--yes", env=ECHO).returncode == 0
     assert json.loads(dziri("conversations", "list", "--json", env=ECHO).stdout) == []
 

@@ -171,9 +171,10 @@ def test_a_store_gets_role_and_status_as_enums_and_an_unknown_one_never(tmp_path
             return super().store_add_message(user_id, conversation_id, role, content, status, error)
 
         @hookimpl
-        def store_update_message(self, user_id, message_id, content, status, error):
+        def store_update_message(self, user_id, message_id, content, status, error, tokens, tokens_per_second):
             seen.append((type(status),))
-            return super().store_update_message(user_id, message_id, content, status, error)
+            return super().store_update_message(user_id, message_id, content, status, error, tokens,
+                                                tokens_per_second)
 
     store = facade_for("store", Recording(Recording.Settings(), PluginContext(data_dir=tmp_path)), name="recording")
     user = store.create_user("amina", "amina@example.dz", "h")

@@ -117,6 +117,11 @@ def test_sign_up_send_and_watch_the_reply_stream(server, new_context):
     expect(reply.locator(".bubble")).to_have_text("echo: wach rak khouya?")
     texts = page.evaluate("window.__replyTexts")
     assert_grew_token_by_token(texts, "echo: wach rak khouya?")
+    # Its figures, under it when the pointer is over it.
+    figures = reply.get_by_label("Reply figures")
+    expect(figures).to_be_hidden()
+    reply.hover()
+    expect(figures).to_have_text(re.compile(r"^4 tokens · [\d.]+ tokens/s$"))
     expect(user_messages(page)).to_have_text(["wach rak khouya?"])
     # The new conversation is in the sidebar, named by its first message, and in the address.
     sidebar = page.get_by_role("navigation", name="Conversations")

@@ -119,15 +119,20 @@ def test_every_statement_uses_an_index(db_path):
     store.update_conversation(user_id, conversation_id, "renamed")
     messages = store.list_messages(user_id, conversation_id, limit=2)
     store.list_messages(user_id, conversation_id, limit=2, before=messages[0].id)
-    store.update_message(user_id, messages[0].id, "x", MessageStatus.COMPLETE)
+    store.update_message(user_id, messages[0].id, "x", MessageStatus.COMPLETE, tokens=1, tokens_per_second=2.5)
+    store.search_messages(user_id, ["x"], limit=5)
     store.delete_message(user_id, messages[0].id)
     store.delete_conversation(user_id, conversation_id)
     store.delete_user(user_id)
     plugin._db.set_trace_callback(None)
-    queries = [s for s in statements if s.split()[0].upper() in {"SELECT", "INSERT", "UPDATE", "DELETE"}]
+    # FTS5's own statements on its shadow tables (its few-row config, its segments) are its business.
+    queries = [s for s in statements if s.split()[0].upper() in {"SELECT", "INSERT", "UPDATE", "DELETE"}
+               and "'message_search_" not in s]
     assert len(queries) > 20
     for query in queries:
         plan = " | ".join(row[3] for row in plugin._db.execute("EXPLAIN QUERY PLAN " + query))
+        # The full-text index answers a MATCH by its own index (the planner says "SCAN … VIRTUAL TABLE INDEX").
+        plan = plan.replace("SCAN message_search VIRTUAL TABLE INDEX", "FTS5 INDEX")
         # A full scan or a sort would make these operations slow down as the database grows.
         assert "SCAN" not in plan and "TEMP B-TREE" not in plan, f"{query}\n  -> {plan}"
     store.close()

@@ -20,6 +20,17 @@ function StatusNote({ message }) {
   return null
 }
 
+// "42 tokens · 28.4 tokens/s": shown under a finished reply while the pointer is over it.
+function Figures({ message }) {
+  if (message.tokens === null || message.tokens === undefined) return null
+  const speed = message.tokens_per_second ? ` · ${message.tokens_per_second.toFixed(1)} tokens/s` : ''
+  return (
+    <p className="figures" aria-label="Reply figures">
+      {message.tokens} tokens{speed}
+    </p>
+  )
+}
+
 function Message({ message, canRegenerate, onRegenerate }) {
   const assistant = message.role === 'assistant'
   const streaming = message.status === 'streaming'
@@ -42,6 +53,7 @@ function Message({ message, canRegenerate, onRegenerate }) {
             <Markdown className={`bubble markdown${streaming ? ' streaming' : ''}`} text={message.content} />
           )}
           <StatusNote message={message} />
+          <Figures message={message} />
           {canRegenerate && (
             <div className="message-actions">
               <button type="button" className="small" aria-label="Regenerate reply" onClick={onRegenerate}>
