@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 from .completion import Completion
 from .config import ChatSettings
-from .errors import BackendError, DziriError, MessageTooLongError, ValidationError
+from .errors import BackendError, DziriError, MessageTooLongError, NotFoundError, ValidationError
 from .models import ChatMessage, Conversation, GenerationOptions, Message, MessageStatus, Role, User
 from .roles import Backend, Store
 
@@ -40,13 +40,24 @@ class ChatService:
         self.settings = settings
         self.save_every_s = save_every_s
 
-    def default_options(self, **overrides) -> GenerationOptions:
+    def default_options(self, conversation: Conversation | None = None, **overrides) -> GenerationOptions:
+        """The served options, with a conversation's own temperature if it has one."""
         values = {
             "max_tokens": self.settings.max_tokens,
             "temperature": self.settings.temperature,
             "top_p": self.settings.top_p,
         }
+        if conversation is not None and conversation.temperature is not None:
+            values["temperature"] = conversation.temperature
         return GenerationOptions(**{**values, **overrides})
+
+    def _check_text(self, text: str) -> None:
+        if not text or not text.strip():
+            raise ValidationError("the message is empty")
+        if len(text) > self.settings.max_message_chars:
+            raise MessageTooLongError(
+                f"the message has {len(text)} characters; the limit is {self.settings.max_message_chars}"
+            )
 
     def local_user(self, username: str | None = None) -> User:
         """The terminal's user: found or created, with no usable password."""
@@ -63,16 +74,12 @@ class ChatService:
     ) -> ReplyStream:
         """Store the user's message and return the reply stream (nothing is generated
         until it is iterated). Invalid input is rejected before anything is stored."""
-        if not text or not text.strip():
-            raise ValidationError("the message is empty")
-        if len(text) > self.settings.max_message_chars:
-            raise MessageTooLongError(
-                f"the message has {len(text)} characters; the limit is {self.settings.max_message_chars}"
-            )
-        options = options or self.default_options()
+        self._check_text(text)
         conversation = self.store.get_conversation(user_id, conversation_id) if conversation_id else None
+        options = options or self.default_options(conversation)
         history = self._history(user_id, conversation) if conversation else []
-        prompt = self.fit_prompt(_turns([*history, ChatMessage(role=Role.USER, content=text)]), options)
+        prompt = self.fit_prompt(_turns([*history, ChatMessage(role=Role.USER, content=text)]), options,
+                                 _system_prompt(conversation))
         if conversation is None:
             conversation = self.store.create_conversation(user_id, title_from(text))
         elif not conversation.title:  # created empty (the web UI's "new chat"): named by its first message
@@ -85,8 +92,8 @@ class ChatService:
         self, user_id: str, conversation_id: str, options: GenerationOptions | None = None
     ) -> ReplyStream:
         """Replace the conversation's last reply with a new one."""
-        options = options or self.default_options()
         conversation = self.store.get_conversation(user_id, conversation_id)
+        options = options or self.default_options(conversation)
         messages = self.store.list_messages(user_id, conversation.id, limit=self.settings.history_messages)
         replaces = None
         if messages and messages[-1].role == Role.ASSISTANT:
@@ -94,10 +101,41 @@ class ChatService:
             messages = messages[:-1]
         if not messages or messages[-1].role != Role.USER:
             raise ValidationError("there is no message to answer in this conversation")
-        prompt = self.fit_prompt(_turns(messages), options)
+        prompt = self.fit_prompt(_turns(messages), options, _system_prompt(conversation))
         # The old reply is deleted only when the new one starts: a refused or abandoned
         # regenerate leaves the conversation as it was.
         return ReplyStream(self, conversation, prompt, options, user_message=None, replaces=replaces)
+
+    def edit(self, user_id: str, conversation_id: str, message_id: str, text: str,
+             options: GenerationOptions | None = None) -> ReplyStream:
+        """Change one of the user's messages and answer it again: the messages after it go,
+        and a new reply streams (regenerate, from an earlier turn)."""
+        self._check_text(text)
+        conversation = self.store.get_conversation(user_id, conversation_id)
+        options = options or self.default_options(conversation)
+        before, after = self._split_at(user_id, conversation.id, message_id)
+        prompt = self.fit_prompt(_turns([*before, ChatMessage(role=Role.USER, content=text)]), options,
+                                 _system_prompt(conversation))
+        for message in after:
+            self.store.delete_message(user_id, message.id)
+        edited = self.store.update_message(user_id, message_id, text, MessageStatus.COMPLETE)
+        self.hooks.message_stored(message=edited)
+        return ReplyStream(self, conversation, prompt, options, edited)
+
+    def _split_at(self, user_id: str, conversation_id: str, message_id: str) -> tuple[list[Message], list[Message]]:
+        """(the history before the user message `message_id`, the messages after it), paging
+        back through the conversation until it is found; NotFoundError if it is not its."""
+        loaded, before = [], None
+        while page := self.store.list_messages(user_id, conversation_id, limit=self.settings.history_messages,
+                                               before=before):
+            loaded = [*page, *loaded]
+            index = next((i for i, m in enumerate(loaded) if m.id == message_id), None)
+            if index is not None:
+                if loaded[index].role != Role.USER:
+                    raise ValidationError("only your own messages can be edited")
+                return loaded[max(0, index - self.settings.history_messages):index], loaded[index + 1:]
+            before = page[0].id
+        raise NotFoundError(f"message {message_id} not found")
 
     def complete(self, messages: list[ChatMessage], options: GenerationOptions | None = None) -> Completion:
         """A stateless reply to a whole conversation given by the caller (the OpenAI API's
@@ -146,6 +184,11 @@ class ChatService:
         while len(kept) > 1 and kept[0].role != Role.USER:  # templates expect a user turn first
             kept = kept[1:]
         return [*system, *kept]
+
+
+def _system_prompt(conversation: Conversation | None) -> str | None:
+    """A conversation's own system prompt, or None for the served one."""
+    return conversation.system_prompt if conversation is not None and conversation.system_prompt else None
 
 
 def _turns(messages: list[Message | ChatMessage]) -> list[ChatMessage]:

@@ -130,7 +130,8 @@ def chat(message: str | None, conversation_id: str | None, start_new: bool,
     app = get_app()
     user = app.chat.local_user()
     overrides = {k: v for k, v in {"max_tokens": max_tokens, "temperature": temperature}.items() if v is not None}
-    options = app.chat.default_options(**overrides)
+    # None lets each conversation's own settings apply; an option given here wins over them.
+    options = app.chat.default_options(**overrides) if overrides else None
     if conversation_id:
         app.store.get_conversation(user.id, conversation_id)  # fail before anything else if unknown
     if message is not None:
@@ -263,6 +264,29 @@ def show_conversation(conversation_id: str, limit: int, as_json: bool) -> None:
         figures = f" ({m.tokens} tokens{f', {m.tokens_per_second:g} tokens/s' if m.tokens_per_second else ''})" \
             if m.tokens is not None else ""
         click.echo(f"{m.role.value}{flag}{figures}: {m.content}")
+
+
+@conversations.command("settings")
+@click.argument("conversation_id")
+@click.option("--system-prompt", help="Its own system prompt (\"\" for the served one).")
+@click.option("--temperature", type=click.FloatRange(0, 2), help="Its own temperature.")
+@click.option("--reset", is_flag=True, help="Back to the served system prompt and temperature.")
+def conversation_settings(conversation_id: str, system_prompt: str | None, temperature: float | None,
+                          reset: bool) -> None:
+    """Show or change a conversation's own system prompt and temperature."""
+    app = get_app()
+    user = app.chat.local_user()
+    conversation = app.store.get_conversation(user.id, conversation_id)
+    if reset and (system_prompt is not None or temperature is not None):
+        raise click.UsageError("--reset cannot be used with --system-prompt or --temperature")
+    if reset or system_prompt is not None or temperature is not None:
+        prompt = "" if reset else conversation.system_prompt if system_prompt is None else system_prompt
+        chosen = None if reset else (conversation.temperature if temperature is None else temperature)
+        conversation = app.store.update_conversation_settings(user.id, conversation.id, prompt, chosen)
+    served = app.config.chat
+    own_temperature = conversation.temperature
+    click.echo(f"system prompt: {conversation.system_prompt or f'(served) {served.system_prompt}'}")
+    click.echo(f"temperature: {own_temperature if own_temperature is not None else f'(served) {served.temperature:g}'}")
 
 
 @conversations.command("delete")

@@ -108,6 +108,13 @@ class StoreSpec:
         """Rename a conversation (its `updated_at` stays)."""
 
     @hookspec(firstresult=True)
+    def store_update_conversation_settings(
+        self, user_id: str, conversation_id: str, system_prompt: str, temperature: float | None
+    ) -> Conversation:
+        """Set a conversation's own system prompt and temperature ("" and None: the
+        defaults); its `updated_at` stays. ValidationError for a temperature outside 0–2."""
+
+    @hookspec(firstresult=True)
     def store_delete_conversation(self, user_id: str, conversation_id: str) -> None:
         """Delete a conversation and its messages."""
 

@@ -65,6 +65,9 @@ class Conversation(_Record):
     title: str = ""
     started_at: datetime
     updated_at: datetime
+    # Its own settings, used by ChatService for its replies; empty / None: the [chat] defaults.
+    system_prompt: str = ""
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
 
 
 class Message(_Record):

@@ -117,6 +117,11 @@ class Store:
     def update_conversation(self, user_id: str, conversation_id: str, title: str) -> Conversation:
         return self._hook.store_update_conversation(user_id=user_id, conversation_id=conversation_id, title=title)
 
+    def update_conversation_settings(self, user_id: str, conversation_id: str, system_prompt: str = "",
+                                     temperature: float | None = None) -> Conversation:
+        return self._hook.store_update_conversation_settings(
+            user_id=user_id, conversation_id=conversation_id, system_prompt=system_prompt, temperature=temperature)
+
     def delete_conversation(self, user_id: str, conversation_id: str) -> None:
         self._hook.store_delete_conversation(user_id=user_id, conversation_id=conversation_id)
 

@@ -241,6 +241,24 @@ class StoreContract:
         assert renamed.started_at == conversation.started_at
         assert store.get_conversation(alice.id, conversation.id).title == "renamed"
 
+    def test_a_conversation_keeps_its_own_settings(self, store, alice, bob, conversation):
+        assert (conversation.system_prompt, conversation.temperature) == ("", None)
+        before = store.get_conversation(alice.id, conversation.id)
+        tick()
+        changed = store.update_conversation_settings(alice.id, conversation.id, "jaweb b la3roubiya", 0.2)
+        assert (changed.system_prompt, changed.temperature) == ("jaweb b la3roubiya", 0.2)
+        assert changed.updated_at == before.updated_at and changed.title == before.title
+        assert store.get_conversation(alice.id, conversation.id) == changed
+        assert store.list_conversations(alice.id)[0] == changed
+        renamed = store.update_conversation(alice.id, conversation.id, "renamed")
+        assert (renamed.system_prompt, renamed.temperature) == ("jaweb b la3roubiya", 0.2)
+        reset = store.update_conversation_settings(alice.id, conversation.id, "", None)
+        assert (reset.system_prompt, reset.temperature) == ("", None)
+        foreign_error(lambda: store.update_conversation_settings(bob.id, conversation.id, "taken over", 1.0))
+        for temperature in (-0.1, 2.5, "hot"):
+            with pytest.raises(ValidationError):
+                store.update_conversation_settings(alice.id, conversation.id, "", temperature)
+
     def test_delete_conversation_removes_it_and_its_messages(self, store, alice, conversation, message):
         store.delete_conversation(alice.id, conversation.id)
         with pytest.raises(NotFoundError):

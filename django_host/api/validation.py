@@ -91,3 +91,22 @@ def integer(request, name: str, default: int, low: int, high: int) -> int:
     if not low <= value <= high:
         raise ValidationError(f"'{name}' must be between {low} and {high}")
     return value
+
+
+SYSTEM_PROMPT_MAX = 4000
+
+
+def settings(data: dict, current_prompt: str, current_temperature: float | None) -> tuple[str, float | None]:
+    """A conversation's settings from a PATCH body: the fields it has, the current values
+    for those it leaves out ("" / null: back to the defaults)."""
+    prompt, temperature = current_prompt, current_temperature
+    if "system_prompt" in data:
+        prompt = text(data, "system_prompt", required=False) or ""
+        if len(prompt) > SYSTEM_PROMPT_MAX:
+            raise ValidationError(f"the system prompt is longer than {SYSTEM_PROMPT_MAX} characters")
+    if "temperature" in data:
+        temperature = data["temperature"]
+        if temperature is not None and (isinstance(temperature, bool) or not isinstance(temperature, int | float)
+                                        or not 0 <= temperature <= 2):
+            raise ValidationError("'temperature' must be a number from 0 to 2, or null for the default")
+    return prompt, temperature

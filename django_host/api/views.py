@@ -181,7 +181,8 @@ def me(request):
 # ---- conversations and messages ---------------------------------------------------------
 
 def conversation_json(conversation: Conversation) -> dict:
-    return conversation.model_dump(mode="json", include={"id", "title", "started_at", "updated_at"})
+    return conversation.model_dump(mode="json", include={"id", "title", "started_at", "updated_at",
+                                                          "system_prompt", "temperature"})
 
 
 def _checked_id(value: str) -> str:
@@ -213,10 +214,20 @@ def get_conversation(request, conversation_id: str):
     return JsonResponse(conversation_json(conversation))
 
 
-def rename_conversation(request, conversation_id: str):
+def update_conversation(request, conversation_id: str):
+    """Rename it, change its own settings, or both; everything is checked before anything is changed."""
     user = require_user(request)
-    title = check.title(check.text(check.json_object(request), "title"), allow_empty=False)
-    conversation = current_host().app.store.update_conversation(user.id, _checked_id(conversation_id), title)
+    store = current_host().app.store
+    data = check.json_object(request)
+    if not {"title", "system_prompt", "temperature"} & set(data):
+        raise ValidationError("send 'title', 'system_prompt' or 'temperature'")
+    conversation = store.get_conversation(user.id, _checked_id(conversation_id))
+    title = check.title(check.text(data, "title"), allow_empty=False) if "title" in data else None
+    prompt, temperature = check.settings(data, conversation.system_prompt, conversation.temperature)
+    if title is not None:
+        conversation = store.update_conversation(user.id, conversation.id, title)
+    if (prompt, temperature) != (conversation.system_prompt, conversation.temperature):
+        conversation = store.update_conversation_settings(user.id, conversation.id, prompt, temperature)
     return JsonResponse(conversation_json(conversation))
 
 
@@ -253,6 +264,15 @@ async def send_message(request, conversation_id: str):
     conversation_id = _checked_id(conversation_id)
     return await _reply(host, user, conversation_id,
                         lambda: host.app.chat.send(user.id, content, conversation_id))
+
+
+async def edit_message(request, conversation_id: str, message_id: str):
+    host = current_host()
+    user = await sync_to_async(require_user)(request)
+    content = check.text(check.json_object(request), "content")
+    conversation_id, message_id = _checked_id(conversation_id), _checked_id(message_id)
+    return await _reply(host, user, conversation_id,
+                        lambda: host.app.chat.edit(user.id, conversation_id, message_id, content))
 
 
 async def regenerate(request, conversation_id: str):

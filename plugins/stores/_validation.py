@@ -41,3 +41,9 @@ def check_figures(tokens: object, tokens_per_second: object) -> None:
     check(tokens_per_second is None or (isinstance(tokens_per_second, int | float)
                                         and not isinstance(tokens_per_second, bool) and tokens_per_second >= 0),
           "tokens_per_second must be None or a number of at least 0")
+
+
+def check_settings(system_prompt: object, temperature: object) -> None:
+    check_text(system_prompt, "system_prompt")
+    check(temperature is None or (isinstance(temperature, int | float) and not isinstance(temperature, bool)
+                                  and 0 <= temperature <= 2), "temperature must be None or a number from 0 to 2")

@@ -64,6 +64,7 @@ from dziri.plugins.stores._validation import (
     check,
     check_figures,
     check_search,
+    check_settings,
     check_text,
     enum_value,
     message_fields,
@@ -165,7 +166,8 @@ def _user(doc: dict) -> User:
 
 def _conversation(doc: dict) -> Conversation:
     return Conversation(id=str(doc["_id"]), user_id=str(doc["user_id"]), title=doc["title"],
-                        started_at=doc["started_at"], updated_at=doc["updated_at"])
+                        started_at=doc["started_at"], updated_at=doc["updated_at"],
+                        system_prompt=doc.get("system_prompt", ""), temperature=doc.get("temperature"))
 
 
 def _message(doc: dict) -> Message:
@@ -433,12 +435,24 @@ class MongoDBStore:
     @hookimpl
     def store_update_conversation(self, user_id: str, conversation_id: str, title: str) -> Conversation:
         check_text(title, "title")
-        with self._operation("rename a conversation"):
+        return self._set_conversation(user_id, conversation_id, {"title": title}, "rename a conversation")
+
+    @hookimpl
+    def store_update_conversation_settings(self, user_id: str, conversation_id: str, system_prompt: str,
+                                           temperature: float | None) -> Conversation:
+        check_settings(system_prompt, temperature)
+        return self._set_conversation(user_id, conversation_id,
+                                      {"system_prompt": system_prompt, "temperature": temperature},
+                                      "change a conversation's settings")
+
+    def _set_conversation(self, user_id: str, conversation_id: str, fields: dict, doing: str) -> Conversation:
+        """Set fields of one of the user's conversations (NotFoundError otherwise)."""
+        with self._operation(doing):
             oid, owner = _oid(conversation_id), _oid(user_id)
             doc = None
             if oid is not None and owner is not None:
                 doc = self._db[CONVERSATIONS].find_one_and_update(
-                    {"_id": oid, "user_id": owner}, {"$set": {"title": title}},
+                    {"_id": oid, "user_id": owner}, {"$set": fields},
                     projection=_CONVERSATION_FIELDS, return_document=ReturnDocument.AFTER)
             if doc is None:
                 raise NotFoundError(f"conversation {conversation_id} not found")

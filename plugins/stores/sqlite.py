@@ -37,6 +37,7 @@ from dziri.plugins.stores._validation import (
     check,
     check_figures,
     check_search,
+    check_settings,
     check_text,
     enum_value,
     message_fields,
@@ -124,6 +125,11 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "ALTER TABLE messages ADD COLUMN tokens INTEGER",
         "ALTER TABLE messages ADD COLUMN tokens_per_second REAL",
     ),
+    (
+        # A conversation's own settings ('' and NULL: the defaults).
+        "ALTER TABLE conversations ADD COLUMN system_prompt TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE conversations ADD COLUMN temperature REAL",
+    ),
 ]
 SEARCH_WORDS_FUNCTION = "dziri_search_words"
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -149,7 +155,8 @@ def _user(row: sqlite3.Row) -> User:
 
 def _conversation(row: sqlite3.Row) -> Conversation:
     return Conversation(id=row["id"], user_id=row["user_id"], title=row["title"],
-                        started_at=row["started_at"], updated_at=row["updated_at"])
+                        started_at=row["started_at"], updated_at=row["updated_at"],
+                        system_prompt=row["system_prompt"], temperature=row["temperature"])
 
 
 def _message(row: sqlite3.Row) -> Message:
@@ -433,6 +440,16 @@ class SQLiteStore:
         with self._transaction() as db:
             self._conversation_row(db, user_id, conversation_id)
             db.execute("UPDATE conversations SET title = ? WHERE id = ?", (title, conversation_id))
+            return _conversation(self._conversation_row(db, user_id, conversation_id))
+
+    @hookimpl
+    def store_update_conversation_settings(self, user_id: str, conversation_id: str, system_prompt: str,
+                                           temperature: float | None) -> Conversation:
+        check_settings(system_prompt, temperature)
+        with self._transaction() as db:
+            self._conversation_row(db, user_id, conversation_id)
+            db.execute("UPDATE conversations SET system_prompt = ?, temperature = ? WHERE id = ?",
+                       (system_prompt, temperature, conversation_id))
             return _conversation(self._conversation_row(db, user_id, conversation_id))
 
     @hookimpl

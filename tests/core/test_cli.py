@@ -224,3 +224,18 @@ def test_ctrl_c_stops_a_one_shot_reply_and_keeps_what_was_written():
     reply = json.loads(dziri("conversations", "show", conversation_id, "--json", env=ECHO).stdout)["messages"][1]
     assert reply["status"] == "partial"
     assert reply["content"].startswith("echo:") and not reply["content"].endswith("ten")
+
+
+def test_a_conversation_s_own_settings_from_the_command_line():
+    assert dziri("chat", "salam", env=ECHO).returncode == 0
+    conversation_id = json.loads(dziri("conversations", "list", "--json", env=ECHO).stdout)[0]["id"]
+    shown = dziri("conversations", "settings", conversation_id).stdout
+    assert "system prompt: (served) You are dziri" in shown and "temperature: (served) 0.7" in shown
+    changed = dziri("conversations", "settings", conversation_id, "--system-prompt", "jaweb b darija",
+                    "--temperature", "0.2").stdout
+    assert "system prompt: jaweb b darija" in changed and "temperature: 0.2" in changed
+    assert "temperature: 0.2" in dziri("conversations", "settings", conversation_id, "--system-prompt", "x").stdout
+    assert "(served)" in dziri("conversations", "settings", conversation_id, "--reset").stdout
+    refused = dziri("conversations", "settings", conversation_id, "--temperature", "3")
+    assert refused.returncode == 2 and "0<=x<=2" in refused.stderr  # click's usage error
+    assert_one_line_error(dziri("conversations", "settings", "nope"), "not found")

@@ -14,7 +14,7 @@ async def user(api):
 
 async def test_create_get_rename_delete(api, user):
     created = await api.new_conversation("first chat")
-    assert set(created) == {"id", "title", "started_at", "updated_at"}
+    assert set(created) == {"id", "title", "started_at", "updated_at", "system_prompt", "temperature"}
     assert created["title"] == "first chat" and created["started_at"].endswith("Z")
     got = await api.get(f"/api/conversations/{created['id']}")
     assert got.status_code == 200 and got.json() == created
@@ -63,7 +63,8 @@ async def test_messages_are_paginated_oldest_first_with_before(api, user):
     assert contents == ["one", "echo: one", "two", "echo: two", "three", "echo: three"]
     assert [m["role"] for m in everything["items"]] == ["user", "assistant"] * 3
     message = everything["items"][0]
-    assert set(message) == {"id", "conversation_id", "role", "content", "timestamp", "status", "error"}
+    assert set(message) == {"id", "conversation_id", "role", "content", "timestamp", "status", "error", "tokens",
+                            "tokens_per_second"}
     newest = (await api.get(path, params={"limit": 4})).json()
     assert [m["content"] for m in newest["items"]] == contents[2:] and newest["has_more"] is True
     older = (await api.get(path, params={"limit": 4, "before": newest["items"][0]["id"]})).json()

@@ -2,6 +2,7 @@ import { useCallback, useEffect, useRef, useState } from 'react'
 import { api, ApiError, describeError } from './api.js'
 import Composer from './Composer.jsx'
 import MessageList from './MessageList.jsx'
+import SettingsPanel from './SettingsPanel.jsx'
 import Sidebar, { UNTITLED } from './Sidebar.jsx'
 
 const MAX_MESSAGE_CHARS = 16000
@@ -35,6 +36,7 @@ export default function ChatScreen({ user, onLoggedOut }) {
   const [banner, setBanner] = useState(null) // {text, kind: 'error' | 'info'}
   const [sidebarOpen, setSidebarOpen] = useState(false)
   const [follow, setFollow] = useState(0)
+  const [settingsOpen, setSettingsOpen] = useState(false)
 
   const activeRef = useRef(activeId)
   const streamRef = useRef(null)
@@ -289,6 +291,31 @@ export default function ChatScreen({ user, onLoggedOut }) {
     })
   }
 
+  /** Change one of the user's messages: what followed it goes, a new reply streams. */
+  async function edit(message, text) {
+    const conversationId = activeId
+    if (streamRef.current || !conversationId || !text.trim() || text === message.content) return
+    setBanner(null)
+    const before = messages
+    const index = messages.findIndex((m) => m.id === message.id)
+    const reply = { id: localId(), role: 'assistant', content: '', status: 'streaming' }
+    setMessages([...messages.slice(0, index), { ...message, content: text, pending: true }, reply])
+    await runStream(conversationId, (handlers) => api.editMessage(conversationId, message.id, text, handlers), {
+      replyId: reply.id,
+      userLocalId: message.id,
+      refused: (error) => {
+        setMessages(before) // nothing was changed on the server
+        fail(error)
+      },
+    })
+  }
+
+  async function saveSettings(settings) {
+    const updated = await api.updateSettings(activeId, settings)
+    setConversations((current) => current.map((c) => (c.id === updated.id ? updated : c)))
+    return updated
+  }
+
   async function stop() {
     const run = streamRef.current
     if (!run || run.stopping) return
@@ -399,6 +426,22 @@ export default function ChatScreen({ user, onLoggedOut }) {
           <h1 className="chat-title" dir="auto">
             {title}
           </h1>
+          {active && (
+            <button
+              type="button"
+              className="icon-button small settings-button"
+              aria-label="Conversation settings"
+              title="System prompt and temperature"
+              onClick={() => setSettingsOpen(true)}
+            >
+              <svg viewBox="0 0 24 24" aria-hidden="true">
+                <path d="M4 6h10M18 6h2M4 12h4M12 12h8M4 18h12M20 18h0" />
+                <circle cx="16" cy="6" r="2" />
+                <circle cx="10" cy="12" r="2" />
+                <circle cx="18" cy="18" r="2" />
+              </svg>
+            </button>
+          )}
         </header>
         {banner && (
           <div className={`banner ${banner.kind}`} role={banner.kind === 'error' ? 'alert' : 'status'}>
@@ -422,8 +465,12 @@ export default function ChatScreen({ user, onLoggedOut }) {
           }}
           streaming={Boolean(streamingHere)}
           onRegenerate={regenerate}
+          onEdit={edit}
           onSuggestion={(text) => send(text)}
         />
+        {settingsOpen && active && (
+          <SettingsPanel conversation={active} onSave={saveSettings} onClose={() => setSettingsOpen(false)} />
+        )}
         <Composer
           value={draft}
           onChange={setDraft}

@@ -31,9 +31,47 @@ function Figures({ message }) {
   )
 }
 
-function Message({ message, canRegenerate, onRegenerate }) {
+// A user message being edited in place: Enter (or Save) sends it again, Escape leaves it.
+function EditBox({ message, onSave, onCancel }) {
+  const [text, setText] = useState(message.content)
+  return (
+    <form
+      className="edit-box"
+      onSubmit={(e) => {
+        e.preventDefault()
+        onSave(text)
+      }}
+    >
+      <textarea
+        dir="auto"
+        aria-label="Edit your message"
+        value={text}
+        autoFocus
+        maxLength={16000}
+        onChange={(e) => setText(e.target.value)}
+        onKeyDown={(e) => {
+          if (e.key === 'Enter' && !e.shiftKey) {
+            e.preventDefault()
+            onSave(text)
+          } else if (e.key === 'Escape') onCancel()
+        }}
+      />
+      <div className="message-actions">
+        <button type="button" className="small" onClick={onCancel}>
+          Cancel
+        </button>
+        <button type="submit" className="primary small" disabled={!text.trim()}>
+          Save and send
+        </button>
+      </div>
+    </form>
+  )
+}
+
+function Message({ message, canRegenerate, onRegenerate, canEdit, onEdit }) {
   const assistant = message.role === 'assistant'
   const streaming = message.status === 'streaming'
+  const [editing, setEditing] = useState(false)
   return (
     <article
       className={`message ${message.role}${message.pending ? ' pending' : ''}`}
@@ -62,10 +100,28 @@ function Message({ message, canRegenerate, onRegenerate }) {
             </div>
           )}
         </>
+      ) : editing ? (
+        <EditBox
+          message={message}
+          onCancel={() => setEditing(false)}
+          onSave={(text) => {
+            setEditing(false)
+            onEdit(message, text)
+          }}
+        />
       ) : (
-        <div className="bubble" dir="auto">
-          {message.content}
-        </div>
+        <>
+          <div className="bubble" dir="auto">
+            {message.content}
+          </div>
+          {canEdit && (
+            <div className="message-actions user-actions">
+              <button type="button" className="small" aria-label="Edit message" onClick={() => setEditing(true)}>
+                ✎ Edit
+              </button>
+            </div>
+          )}
+        </>
       )}
     </article>
   )
@@ -80,6 +136,7 @@ export default function MessageList({
   onLoadEarlier,
   streaming,
   onRegenerate,
+  onEdit,
   onSuggestion,
 }) {
   const list = useRef(null)
@@ -198,6 +255,8 @@ export default function MessageList({
               message={message}
               canRegenerate={!streaming && message === lastAssistant}
               onRegenerate={onRegenerate}
+              canEdit={!streaming && !message.pending && !String(message.id).startsWith('local-')}
+              onEdit={onEdit}
             />
           ))}
           {unanswered && (

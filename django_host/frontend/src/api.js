@@ -154,6 +154,9 @@ export const api = {
   stop: (id) => json('POST', `${conversationPath(id)}/stop`),
   sendMessage: (id, content, handlers) => stream(`${conversationPath(id)}/messages`, { content }, handlers),
   regenerate: (id, handlers) => stream(`${conversationPath(id)}/regenerate`, undefined, handlers),
+  editMessage: (id, messageId, content, handlers) =>
+    stream(`${conversationPath(id)}/messages/${encodeURIComponent(messageId)}`, { content }, handlers, 'PATCH'),
+  updateSettings: (id, settings) => json('PATCH', conversationPath(id), settings),
   search: (q, offset = 0, limit = 20) =>
     json('GET', `/api/search?q=${encodeURIComponent(q)}&limit=${limit}&offset=${offset}`),
   apiKeys: () => json('GET', '/api/apikeys').then((body) => body.items),
@@ -162,12 +165,12 @@ export const api = {
 }
 
 /**
- * POST and read the reply as Server-Sent Events, calling onEvent(name, data) for each.
+ * POST (or `method`) and read the reply as Server-Sent Events, calling onEvent(name, data) for each.
  * Resolves when the stream ends; rejects with ApiError when the request is refused
  * (before any event), or with the AbortError when `signal` aborts it.
  */
-async function stream(path, body, { signal, onEvent }) {
-  const response = await call('POST', path, body, { signal })
+async function stream(path, body, { signal, onEvent }, method = 'POST') {
+  const response = await call(method, path, body, { signal })
   if (!response.body) throw new ApiError(0, 'network', 'The browser cannot read the reply stream.')
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader()
   let buffer = ''

@@ -1,0 +1,86 @@
+import { useEffect, useRef, useState } from 'react'
+
+// A conversation's own system prompt and temperature; empty means the served defaults.
+export default function SettingsPanel({ conversation, onSave, onClose }) {
+  const [prompt, setPrompt] = useState(conversation.system_prompt || '')
+  const [temperature, setTemperature] = useState(conversation.temperature ?? '')
+  const [error, setError] = useState('')
+  const [saving, setSaving] = useState(false)
+  const dialog = useRef(null)
+
+  useEffect(() => {
+    dialog.current?.focus()
+  }, [])
+
+  async function save(event) {
+    event.preventDefault()
+    const value = temperature === '' ? null : Number(temperature)
+    if (value !== null && !(value >= 0 && value <= 2)) {
+      setError('The temperature is a number from 0 to 2, or empty for the default.')
+      return
+    }
+    setSaving(true)
+    setError('')
+    try {
+      await onSave({ system_prompt: prompt.trim() ? prompt : '', temperature: value })
+      onClose()
+    } catch (e) {
+      setError(e.message)
+      setSaving(false)
+    }
+  }
+
+  return (
+    <div className="modal-backdrop" onClick={onClose}>
+      <section
+        ref={dialog}
+        className="modal"
+        role="dialog"
+        aria-modal="true"
+        aria-labelledby="settings-title"
+        tabIndex={-1}
+        onClick={(e) => e.stopPropagation()}
+        onKeyDown={(e) => e.key === 'Escape' && onClose()}
+      >
+        <header className="modal-head">
+          <h2 id="settings-title">Conversation settings</h2>
+          <button type="button" className="icon-button small" aria-label="Close settings" onClick={onClose}>
+            <svg viewBox="0 0 24 24" aria-hidden="true">
+              <path d="M6 6l12 12M18 6L6 18" />
+            </svg>
+          </button>
+        </header>
+        <form className="settings-form" onSubmit={save} noValidate>
+          <label>
+            System prompt
+            <textarea
+              dir="auto"
+              rows={5}
+              maxLength={4000}
+              placeholder="Empty: dziri's own"
+              value={prompt}
+              onChange={(e) => setPrompt(e.target.value)}
+            />
+          </label>
+          <label>
+            Temperature
+            <input type="number" min="0" max="2" step="0.1" placeholder="Empty: the default" value={temperature} onChange={(e) => setTemperature(e.target.value)} />
+          </label>
+          {error && (
+            <p className="error" role="alert">
+              {error}
+            </p>
+          )}
+          <div className="settings-actions">
+            <button type="button" className="small" onClick={() => { setPrompt(''); setTemperature('') }}>
+              Use the defaults
+            </button>
+            <button type="submit" className="primary small" disabled={saving}>
+              Save
+            </button>
+          </div>
+        </form>
+      </section>
+    </div>
+  )
+}
