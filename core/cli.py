@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from functools import cached_property
+from pathlib import Path
 
 import click
 
 from dziri.training.cli import data, evaluate, export, train
 
 from . import apikeys as apikeys_core
-from . import registry, search
+from . import registry, search, transfer
 from .app import App
 from .config import load_config, masked
 from .errors import DziriError, NotFoundError, PluginError
@@ -287,6 +288,40 @@ def conversation_settings(conversation_id: str, system_prompt: str | None, tempe
     own_temperature = conversation.temperature
     click.echo(f"system prompt: {conversation.system_prompt or f'(served) {served.system_prompt}'}")
     click.echo(f"temperature: {own_temperature if own_temperature is not None else f'(served) {served.temperature:g}'}")
+
+
+@conversations.command("export")
+@click.argument("conversation_id", required=False)
+@click.option("--all", "everything", is_flag=True, help="Every conversation, newest first.")
+@click.option("--format", "kind", type=click.Choice(["json", "md"]), default="json", show_default=True,
+              help="json: for `dziri conversations import` (exact); md: for reading.")
+@click.option("--out", type=click.Path(dir_okay=False, writable=True), help="Write here instead of stdout.")
+def export_conversations(conversation_id: str | None, everything: bool, kind: str, out: str | None) -> None:
+    """Write a conversation (or --all) as JSON or Markdown."""
+    if bool(conversation_id) == everything:
+        raise click.UsageError("give a CONVERSATION_ID or --all")
+    app = get_app()
+    user = app.chat.local_user()
+    data = transfer.export(app.store, user.id, None if everything else [conversation_id])
+    text = transfer.to_markdown(data) if kind == "md" else json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    if out:
+        Path(out).write_text(text, encoding="utf-8")
+        click.echo(f"wrote {len(data['conversations'])} conversation(s) to {out}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+@conversations.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--again", is_flag=True, help="Import it even though it was imported before.")
+def import_conversations(file: str, again: bool) -> None:
+    """Bring conversations in from a `dziri conversations export` JSON file (checked whole
+    first: a bad file changes nothing)."""
+    app = get_app()
+    stored = transfer.import_file(app.store, app.chat.local_user().id, Path(file).read_bytes(), again=again)
+    for conversation in stored:
+        click.echo(f"{conversation.id}  {conversation.title}")
+    click.echo(f"imported {len(stored)} conversation(s)", err=True)
 
 
 @conversations.command("delete")

@@ -115,6 +115,16 @@ class StoreSpec:
         defaults); its `updated_at` stays. ValidationError for a temperature outside 0–2."""
 
     @hookspec(firstresult=True)
+    def store_import_conversation(self, user_id: str, conversation: Conversation,
+                                  messages: list[Message]) -> Conversation:
+        """Store a whole conversation brought in from elsewhere (`dziri conversations
+        import`), all or nothing: new ids, everything else as given (title, settings,
+        started_at, updated_at, and each message's role, content, status, error, timestamp
+        and figures, in that order). The ids and user ids given are ignored. Returns the
+        stored conversation; `store_list_messages` then returns the messages in the order
+        given. NotFoundError for an unknown user."""
+
+    @hookspec(firstresult=True)
     def store_delete_conversation(self, user_id: str, conversation_id: str) -> None:
         """Delete a conversation and its messages."""
 

@@ -122,6 +122,9 @@ class Store:
         return self._hook.store_update_conversation_settings(
             user_id=user_id, conversation_id=conversation_id, system_prompt=system_prompt, temperature=temperature)
 
+    def import_conversation(self, user_id: str, conversation: Conversation, messages: list[Message]) -> Conversation:
+        return self._hook.store_import_conversation(user_id=user_id, conversation=conversation, messages=messages)
+
     def delete_conversation(self, user_id: str, conversation_id: str) -> None:
         self._hook.store_delete_conversation(user_id=user_id, conversation_id=conversation_id)
 

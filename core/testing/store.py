@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -258,6 +258,32 @@ class StoreContract:
         for temperature in (-0.1, 2.5, "hot"):
             with pytest.raises(ValidationError):
                 store.update_conversation_settings(alice.id, conversation.id, "", temperature)
+
+    def test_an_imported_conversation_keeps_everything_but_its_ids(self, store, alice, bob):
+        started = datetime(2026, 3, 1, 20, 15, 30, 123000, tzinfo=UTC)
+        given = Conversation(id="x", user_id=bob.id, title="ftour", started_at=started,
+                             updated_at=started + timedelta(minutes=5), system_prompt="b darija", temperature=0.4)
+        messages = [
+            Message(id="a", conversation_id="x", user_id=bob.id, role=Role.USER, content="wach nwajdou?",
+                    timestamp=started),
+            Message(id="b", conversation_id="x", user_id=bob.id, role=Role.ASSISTANT, content="chorba",
+                    timestamp=started + timedelta(seconds=4), status=MessageStatus.PARTIAL, tokens=1,
+                    tokens_per_second=12.5),
+            Message(id="c", conversation_id="x", user_id=bob.id, role=Role.ASSISTANT, content="",
+                    timestamp=started + timedelta(minutes=5), status=MessageStatus.ERROR, error="down"),
+        ]
+        stored = store.import_conversation(alice.id, given, messages)
+        assert stored.id != "x" and stored.user_id == alice.id
+        assert stored == store.get_conversation(alice.id, stored.id)
+        assert stored.model_dump(exclude={"id", "user_id"}) == given.model_dump(exclude={"id", "user_id"})
+        back = store.list_messages(alice.id, stored.id)
+        fields = {"id", "conversation_id", "user_id"}
+        assert [m.model_dump(exclude=fields) for m in back] == [m.model_dump(exclude=fields) for m in messages]
+        assert all(m.id not in {"a", "b", "c"} and m.user_id == alice.id for m in back)
+        assert [m.id for m in store.search_messages(alice.id, ["chorba"])] == [back[1].id]
+        assert store.list_conversations(bob.id) == []
+        with pytest.raises(NotFoundError):
+            store.import_conversation(missing_id(), given, messages)
 
     def test_delete_conversation_removes_it_and_its_messages(self, store, alice, conversation, message):
         store.delete_conversation(alice.id, conversation.id)

@@ -4,6 +4,7 @@ failure is a DziriError, answered as JSON by the ErrorMiddleware."""
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import time
@@ -15,7 +16,7 @@ from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.middleware.csrf import get_token, rotate_token
 from django.utils.crypto import constant_time_compare, salted_hmac
 
-from dziri.core import apikeys, registry
+from dziri.core import apikeys, registry, transfer
 from dziri.core import search as search_core
 from dziri.core.chat import ReplyStream
 from dziri.core.errors import ConflictError, MessageTooLongError, NotFoundError, ValidationError
@@ -319,6 +320,46 @@ def search(request):
     found = search_core.hits(current_host().app.store, user.id, request.GET.get("q", ""), limit + 1, offset)
     return JsonResponse({"items": [hit.to_json() for hit in found[:limit]], "limit": limit, "offset": offset,
                          "has_more": len(found) > limit})
+
+
+# ---- export, and a user's own data ------------------------------------------------------
+
+def _attachment(body: str, filename: str, content_type: str) -> HttpResponse:
+    response = HttpResponse(body.encode(), content_type=f"{content_type}; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def export_conversation(request, conversation_id: str):
+    user = require_user(request)
+    kind = request.GET.get("format", "json")
+    if kind not in ("json", "md"):
+        raise ValidationError("'format' is json or md")
+    data = transfer.export(current_host().app.store, user.id, [_checked_id(conversation_id)])
+    name = f"dziri-conversation-{data['conversations'][0]['started_at'][:10]}"
+    if kind == "md":
+        return _attachment(transfer.to_markdown(data), f"{name}.md", "text/markdown")
+    return _attachment(json.dumps(data, indent=2, ensure_ascii=False), f"{name}.json", "application/json")
+
+
+def export_account(request):
+    """All of the user's data in one JSON file (importable with `dziri conversations import`)."""
+    user = require_user(request)
+    data = transfer.export(current_host().app.store, user.id, user={"username": user.username, "email": user.email})
+    return _attachment(json.dumps(data, indent=2, ensure_ascii=False), f"dziri-{user.username}.json",
+                       "application/json")
+
+
+def delete_account(request):
+    """The user, their conversations, messages and API keys, after the password is typed again."""
+    user = require_user(request)
+    password = check.text(check.json_object(request), "password")
+    if len(password) > check.PASSWORD_MAX or not check_password(password, user.password_hash):
+        raise InvalidCredentials("wrong password: the account is kept")
+    current_host().app.store.delete_user(user.id)
+    request.session.flush()  # this session; the others end at their next request (no user behind them)
+    return HttpResponse(status=204)
 
 
 # ---- API keys for /v1 ----------------------------------------------------------------------

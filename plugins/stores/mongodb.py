@@ -459,6 +459,34 @@ class MongoDBStore:
             return _conversation(doc)
 
     @hookimpl
+    def store_import_conversation(self, user_id: str, conversation: Conversation,
+                                  messages: list[Message]) -> Conversation:
+        with self._operation("import a conversation"):
+            owner = self._user_doc(user_id, {"_id": 1})["_id"]
+            oid = ObjectId()
+            stored = conversation.model_copy(update={"id": str(oid), "user_id": user_id,
+                                                     "started_at": _millis(conversation.started_at),
+                                                     "updated_at": _millis(conversation.updated_at)})
+            docs = [{"_id": ObjectId(), "conversation_id": oid, "user_id": owner, "seq": seq,
+                     "role": m.role.value, "content": m.content, "status": m.status.value, "error": m.error,
+                     "timestamp": _millis(m.timestamp), "search": _search_words(m.content), "tokens": m.tokens,
+                     "tokens_per_second": m.tokens_per_second} for seq, m in enumerate(messages, start=1)]
+            # MongoDB has no transaction here (a standalone server has none): a failure part-way
+            # removes what was written, so an import is all or nothing all the same.
+            try:
+                self._db[CONVERSATIONS].insert_one({
+                    "_id": oid, "user_id": owner, "title": stored.title, "started_at": stored.started_at,
+                    "updated_at": stored.updated_at, "last_seq": len(docs), "system_prompt": stored.system_prompt,
+                    "temperature": stored.temperature})
+                if docs:
+                    self._db[MESSAGES].insert_many(docs, ordered=True)
+            except BaseException:
+                self._db[MESSAGES].delete_many({"conversation_id": oid})
+                self._db[CONVERSATIONS].delete_one({"_id": oid})
+                raise
+        return stored
+
+    @hookimpl
     def store_delete_conversation(self, user_id: str, conversation_id: str) -> None:
         with self._operation("delete a conversation"):
             oid = self._conversation_doc(user_id, conversation_id, {"_id": 1})["_id"]

@@ -453,6 +453,23 @@ class SQLiteStore:
             return _conversation(self._conversation_row(db, user_id, conversation_id))
 
     @hookimpl
+    def store_import_conversation(self, user_id: str, conversation: Conversation,
+                                  messages: list[Message]) -> Conversation:
+        with self._transaction() as db:  # one transaction: all of it or none
+            self._user_row(db, user_id)
+            stored = conversation.model_copy(update={"id": _new_id(), "user_id": user_id})
+            db.execute("INSERT INTO conversations (id, user_id, title, started_at, updated_at, system_prompt,"
+                       " temperature) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (stored.id, user_id, stored.title, _text(stored.started_at), _text(stored.updated_at),
+                        stored.system_prompt, stored.temperature))
+            for m in messages:
+                db.execute("INSERT INTO messages (id, conversation_id, user_id, role, content, status, error,"
+                           " timestamp, tokens, tokens_per_second) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           (_new_id(), stored.id, user_id, m.role.value, m.content, m.status.value, m.error,
+                            _text(m.timestamp), m.tokens, m.tokens_per_second))
+        return stored
+
+    @hookimpl
     def store_delete_conversation(self, user_id: str, conversation_id: str) -> None:
         with self._transaction() as db:
             if not db.execute("DELETE FROM conversations WHERE id = ? AND user_id = ?",

@@ -239,3 +239,43 @@ def test_a_conversation_s_own_settings_from_the_command_line():
     refused = dziri("conversations", "settings", conversation_id, "--temperature", "3")
     assert refused.returncode == 2 and "0<=x<=2" in refused.stderr  # click's usage error
     assert_one_line_error(dziri("conversations", "settings", "nope"), "not found")
+
+
+def test_export_and_import_round_trip_exactly_and_a_second_import_is_refused(tmp_path):
+    for text in ("smiti Karim", "Kifach ndir CHORBA?"):
+        assert dziri("chat", text, env=ECHO).returncode == 0
+    conversation_id = json.loads(dziri("conversations", "list", "--json", env=ECHO).stdout)[0]["id"]
+    dziri("conversations", "settings", conversation_id, "--temperature", "0.3")
+    out = tmp_path / "chats.json"
+    assert dziri("conversations", "export", "--all", "--out", str(out)).returncode == 0
+    exported = json.loads(out.read_text())
+    assert exported["format"] == "dziri-conversations" and len(exported["conversations"]) == 2
+    markdown = dziri("conversations", "export", conversation_id, "--format", "md").stdout
+    assert markdown.startswith("# Kifach ndir CHORBA?") and "**dziri** ·" in markdown
+
+    elsewhere = {"DZIRI_DATA_DIR": str(tmp_path / "elsewhere")}
+    imported = dziri("conversations", "import", str(out), env=elsewhere)
+    assert imported.returncode == 0 and "imported 2 conversation(s)" in imported.stderr
+    again = dziri("conversations", "export", "--all", env=elsewhere).stdout
+    strip = lambda data: [{k: v for k, v in c.items() if k != "id"} for c in data["conversations"]]  # noqa: E731
+    assert strip(json.loads(again)) == strip(exported)  # titles, settings, roles, timestamps, figures: all kept
+
+    assert_one_line_error(dziri("conversations", "import", str(out), env=elsewhere), "imported before", "--again")
+    assert dziri("conversations", "import", str(out), "--again", env=elsewhere).returncode == 0
+    assert len(json.loads(dziri("conversations", "list", "--json", env=elsewhere).stdout)) == 4
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{nope", "not valid JSON"),
+    ('{"format": "other", "version": 1, "conversations": []}', "not a dziri export"),
+    ('{"format": "dziri-conversations", "version": 9, "conversations": []}', "version 9"),
+    ('{"format": "dziri-conversations", "version": 1, "conversations": [{"title": "x"}]}', "started_at"),
+    ('{"format": "dziri-conversations", "version": 1, "conversations": [{"started_at": "2026-01-01T00:00:00Z",'
+     ' "updated_at": "2026-01-01T00:00:00Z", "messages": [{"role": "robot", "content": "x",'
+     ' "timestamp": "2026-01-01T00:00:00Z"}]}]}', "role"),
+])
+def test_a_bad_import_file_is_one_clear_line_and_imports_nothing(tmp_path, content, message):
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    assert_one_line_error(dziri("conversations", "import", str(bad)), message)
+    assert json.loads(dziri("conversations", "list", "--json").stdout) == []

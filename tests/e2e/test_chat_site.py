@@ -634,3 +634,38 @@ def test_a_conversation_s_own_system_prompt_and_temperature(server, new_context)
     assert (conversation["system_prompt"], conversation["temperature"]) == ("", None)
     send(page, "w daba?")
     expect(wait_for_reply(page).locator(".bubble")).to_have_text("echo: w daba?")
+
+
+def test_download_a_conversation_and_all_my_data_then_delete_the_account(server, new_context):
+    import json
+
+    page = new_context(server.url, accept_downloads=True).new_page()
+    username = unique("karima")
+    sign_up(page, username)
+    send(page, "Kifach ndir CHORBA?")
+    wait_for_reply(page)
+
+    page.get_by_role("button", name="Conversation settings").click()
+    with page.expect_download() as markdown:
+        page.get_by_role("link", name="Markdown").click()
+    assert open(markdown.value.path(), encoding="utf-8").read().startswith("# Kifach ndir CHORBA?")
+    with page.expect_download() as as_json:
+        page.get_by_role("link", name="JSON").click()
+    assert json.load(open(as_json.value.path()))["conversations"][0]["title"] == "Kifach ndir CHORBA?"
+    page.get_by_role("button", name="Close settings").click()
+
+    page.get_by_role("button", name="Account").click()
+    dialog = page.get_by_role("dialog", name="Your account")
+    with page.expect_download() as everything:
+        dialog.get_by_role("link", name="Download all my data").click()
+    assert json.load(open(everything.value.path()))["user"]["username"] == username
+
+    dialog.get_by_role("button", name="Delete my account…").click()
+    dialog.get_by_label("Your password").fill("not my password")
+    dialog.get_by_role("button", name="Delete my account", exact=True).click()
+    expect(dialog.get_by_role("alert")).to_contain_text("wrong password")
+    dialog.get_by_label("Your password").fill(PASSWORD)
+    dialog.get_by_role("button", name="Delete my account", exact=True).click()
+    expect(page.get_by_role("form", name="Log in")).to_be_visible()
+    log_in(page, username)
+    expect(page.get_by_role("alert")).to_be_visible()  # the account is gone

@@ -407,6 +407,10 @@ export default function ChatScreen({ user, onLoggedOut }) {
         onDelete={remove}
         onLoadMore={() => loadConversations(conversations.length)}
         onLogout={logout}
+        onAccountDeleted={() => {
+          showInHash(null)
+          onLoggedOut()
+        }}
       />
       {sidebarOpen && <div className="backdrop" onClick={() => setSidebarOpen(false)} aria-hidden="true" />}
       <main className="chat">

@@ -50,6 +50,16 @@ export default function SettingsPanel({ conversation, onSave, onClose }) {
             </svg>
           </button>
         </header>
+        <p>
+          Download this conversation:{' '}
+          <a href={`/api/conversations/${encodeURIComponent(conversation.id)}/export?format=md`} download>
+            Markdown
+          </a>{' '}
+          ·{' '}
+          <a href={`/api/conversations/${encodeURIComponent(conversation.id)}/export?format=json`} download>
+            JSON
+          </a>
+        </p>
         <form className="settings-form" onSubmit={save} noValidate>
           <label>
             System prompt

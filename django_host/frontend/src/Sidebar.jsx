@@ -1,4 +1,5 @@
 import { useEffect, useRef, useState } from 'react'
+import AccountPanel from './AccountPanel.jsx'
 import ApiKeysPanel from './ApiKeysPanel.jsx'
 import SearchResults from './SearchResults.jsx'
 
@@ -111,8 +112,10 @@ export default function Sidebar({
   onDelete,
   onLoadMore,
   onLogout,
+  onAccountDeleted,
 }) {
   const [keysOpen, setKeysOpen] = useState(false)
+  const [accountOpen, setAccountOpen] = useState(false)
   const [query, setQuery] = useState('')
   const searching = query.trim().length > 0
   return (
@@ -172,6 +175,9 @@ export default function Sidebar({
           {user.username}
         </span>
         <span className="foot-actions">
+          <button type="button" className="small" aria-label="Account" onClick={() => setAccountOpen(true)}>
+            Account
+          </button>
           <button type="button" className="small" aria-label="API keys" onClick={() => setKeysOpen(true)}>
             API keys
           </button>
@@ -181,6 +187,7 @@ export default function Sidebar({
         </span>
       </div>
       {keysOpen && <ApiKeysPanel onClose={() => setKeysOpen(false)} />}
+      {accountOpen && <AccountPanel user={user} onClose={() => setAccountOpen(false)} onDeleted={onAccountDeleted} />}
     </nav>
   )
 }

@@ -159,6 +159,7 @@ export const api = {
   updateSettings: (id, settings) => json('PATCH', conversationPath(id), settings),
   search: (q, offset = 0, limit = 20) =>
     json('GET', `/api/search?q=${encodeURIComponent(q)}&limit=${limit}&offset=${offset}`),
+  deleteAccount: (password) => json('DELETE', '/api/account', { password }),
   apiKeys: () => json('GET', '/api/apikeys').then((body) => body.items),
   createApiKey: (name) => json('POST', '/api/apikeys', { name }),
   revokeApiKey: (id) => json('DELETE', `/api/apikeys/${encodeURIComponent(id)}`),
