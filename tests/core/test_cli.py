@@ -210,8 +210,10 @@ def test_ctrl_c_stops_a_one_shot_reply_and_keeps_what_was_written():
     # 200 words, a minute to say them all: long enough that a busy machine, slow to send the
     # signal, still interrupts the reply and does not see it end by itself.
     words = " ".join(f"w{n}" for n in range(199)) + " ten"
-    process = subprocess.Popen([DZIRI, "chat", words],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # Ctrl+C's default action, as in a terminal: a test run started in the background (a
+    # shell's `&`, as CI may be) hands its children SIGINT ignored, and Python keeps it so.
+    process = subprocess.Popen([DZIRI, "chat", words], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert process.stdout.read(5) == "echo:"  # the first piece has arrived
         process.send_signal(signal.SIGINT)
