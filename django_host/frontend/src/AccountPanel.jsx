@@ -1,4 +1,5 @@
-import { useEffect, useRef, useState } from 'react'
+import { useState } from 'react'
+import Modal from './Modal.jsx'
 import { api } from './api.js'
 
 // The user's own data: download all of it; delete the account (the password typed again).
@@ -6,11 +7,6 @@ export default function AccountPanel({ user, onClose, onDeleted }) {
   const [password, setPassword] = useState('')
   const [confirming, setConfirming] = useState(false)
   const [error, setError] = useState('')
-  const dialog = useRef(null)
-
-  useEffect(() => {
-    dialog.current?.focus()
-  }, [])
 
   async function remove(event) {
     event.preventDefault()
@@ -24,64 +20,45 @@ export default function AccountPanel({ user, onClose, onDeleted }) {
   }
 
   return (
-    <div className="modal-backdrop" onClick={onClose}>
-      <section
-        ref={dialog}
-        className="modal"
-        role="dialog"
-        aria-modal="true"
-        aria-labelledby="account-title"
-        tabIndex={-1}
-        onClick={(e) => e.stopPropagation()}
-        onKeyDown={(e) => e.key === 'Escape' && onClose()}
-      >
-        <header className="modal-head">
-          <h2 id="account-title">Your account</h2>
-          <button type="button" className="icon-button small" aria-label="Close account" onClick={onClose}>
-            <svg viewBox="0 0 24 24" aria-hidden="true">
-              <path d="M6 6l12 12M18 6L6 18" />
-            </svg>
-          </button>
-        </header>
-        <p dir="auto">
-          <strong>{user.username}</strong> <span className="muted">{user.email}</span>
-        </p>
-        <p>
-          <a href="/api/account/export" download>
-            Download all my data
-          </a>{' '}
-          <span className="muted">(one JSON file: your conversations, and your API keys' names)</span>
-        </p>
-        {!confirming ? (
-          <button type="button" className="small danger-outline" onClick={() => setConfirming(true)}>
-            Delete my account…
-          </button>
-        ) : (
-          <form className="settings-form" onSubmit={remove}>
-            <p className="notice">
-              This deletes your account, every conversation and message, your sessions and your API keys. It cannot be
-              undone.
+    <Modal title="Your account" closeLabel="Close account" onClose={onClose}>
+      <p dir="auto">
+        <strong>{user.username}</strong> <span className="muted">{user.email}</span>
+      </p>
+      <p>
+        <a href="/api/account/export" download>
+          Download all my data
+        </a>{' '}
+        <span className="muted">(one JSON file: your conversations, and your API keys' names)</span>
+      </p>
+      {!confirming ? (
+        <button type="button" className="small danger-outline" onClick={() => setConfirming(true)}>
+          Delete my account…
+        </button>
+      ) : (
+        <form className="settings-form" onSubmit={remove}>
+          <p className="notice">
+            This deletes your account, every conversation and message, your sessions and your API keys. It cannot be
+            undone.
+          </p>
+          <label>
+            Your password
+            <input type="password" autoComplete="current-password" value={password} onChange={(e) => setPassword(e.target.value)} />
+          </label>
+          {error && (
+            <p className="error" role="alert">
+              {error}
             </p>
-            <label>
-              Your password
-              <input type="password" autoComplete="current-password" value={password} onChange={(e) => setPassword(e.target.value)} />
-            </label>
-            {error && (
-              <p className="error" role="alert">
-                {error}
-              </p>
-            )}
-            <div className="settings-actions">
-              <button type="button" className="small" onClick={() => setConfirming(false)}>
-                Keep my account
-              </button>
-              <button type="submit" className="danger small" disabled={!password}>
-                Delete my account
-              </button>
-            </div>
-          </form>
-        )}
-      </section>
-    </div>
+          )}
+          <div className="settings-actions">
+            <button type="button" className="small" onClick={() => setConfirming(false)}>
+              Keep my account
+            </button>
+            <button type="submit" className="danger small" disabled={!password}>
+              Delete my account
+            </button>
+          </div>
+        </form>
+      )}
+    </Modal>
   )
 }

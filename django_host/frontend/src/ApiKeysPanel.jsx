@@ -1,4 +1,5 @@
-import { useEffect, useRef, useState } from 'react'
+import { useEffect, useState } from 'react'
+import Modal from './Modal.jsx'
 import { api } from './api.js'
 
 // Keys for dziri's OpenAI-compatible API (/v1): make one (shown this once), list, revoke.
@@ -9,10 +10,8 @@ export default function ApiKeysPanel({ onClose }) {
   const [confirming, setConfirming] = useState(null)
   const [error, setError] = useState('')
   const [copied, setCopied] = useState(false)
-  const dialog = useRef(null)
 
   useEffect(() => {
-    dialog.current?.focus()
     api.apiKeys().then(setKeys, (e) => setError(e.message))
   }, [])
 
@@ -53,78 +52,59 @@ export default function ApiKeysPanel({ onClose }) {
   }
 
   return (
-    <div className="modal-backdrop" onClick={onClose}>
-      <section
-        ref={dialog}
-        className="modal"
-        role="dialog"
-        aria-modal="true"
-        aria-labelledby="api-keys-title"
-        tabIndex={-1}
-        onClick={(e) => e.stopPropagation()}
-        onKeyDown={(e) => e.key === 'Escape' && onClose()}
-      >
-        <header className="modal-head">
-          <h2 id="api-keys-title">API keys</h2>
-          <button type="button" className="icon-button small" aria-label="Close API keys" onClick={onClose}>
-            <svg viewBox="0 0 24 24" aria-hidden="true">
-              <path d="M6 6l12 12M18 6L6 18" />
-            </svg>
+    <Modal title="API keys" closeLabel="Close API keys" onClose={onClose}>
+      <p className="muted">
+        A key lets other programs use dziri's model through its OpenAI-compatible API at{' '}
+        <code>{window.location.origin}/v1</code> (the <code>openai</code> SDK, Open WebUI…), model <code>dziri</code>.
+      </p>
+      <form className="key-form" onSubmit={create}>
+        <input aria-label="Key name" placeholder="What is it for? (optional)" maxLength={60} value={name} onChange={(e) => setName(e.target.value)} />
+        <button type="submit" className="primary small">
+          Create key
+        </button>
+      </form>
+      {made && (
+        <div className="notice new-key" role="status">
+          <p>Copy this key now: it is shown only this once.</p>
+          <code className="secret" aria-label="New API key">
+            {made.key}
+          </code>
+          <button type="button" className="small" onClick={copy}>
+            {copied ? 'Copied' : 'Copy'}
           </button>
-        </header>
-        <p className="muted">
-          A key lets other programs use dziri's model through its OpenAI-compatible API at{' '}
-          <code>{window.location.origin}/v1</code> (the <code>openai</code> SDK, Open WebUI…), model <code>dziri</code>.
+        </div>
+      )}
+      {error && (
+        <p className="error" role="alert">
+          {error}
         </p>
-        <form className="key-form" onSubmit={create}>
-          <input aria-label="Key name" placeholder="What is it for? (optional)" maxLength={60} value={name} onChange={(e) => setName(e.target.value)} />
-          <button type="submit" className="primary small">
-            Create key
-          </button>
-        </form>
-        {made && (
-          <div className="notice new-key" role="status">
-            <p>Copy this key now: it is shown only this once.</p>
-            <code className="secret" aria-label="New API key">
-              {made.key}
-            </code>
-            <button type="button" className="small" onClick={copy}>
-              {copied ? 'Copied' : 'Copy'}
-            </button>
-          </div>
-        )}
-        {error && (
-          <p className="error" role="alert">
-            {error}
-          </p>
-        )}
-        {keys === null ? (
-          <p className="muted">Loading…</p>
-        ) : keys.length === 0 ? (
-          <p className="muted">No keys yet.</p>
-        ) : (
-          <ul className="key-list" aria-label="Your API keys">
-            {keys.map((key) => (
-              <li key={key.id}>
-                <span className="key-name" dir="auto">
-                  {key.name || 'unnamed'}
-                </span>
-                <code className="muted">{key.prefix}…</code>
-                <span className="muted">{new Date(key.created_at).toLocaleDateString()}</span>
-                {confirming === key.id ? (
-                  <button type="button" className="danger small" aria-label={`Confirm revoke ${key.name || key.prefix}`} onClick={() => revoke(key.id)}>
-                    Revoke
-                  </button>
-                ) : (
-                  <button type="button" className="small" aria-label={`Revoke ${key.name || key.prefix}`} onClick={() => setConfirming(key.id)}>
-                    Revoke…
-                  </button>
-                )}
-              </li>
-            ))}
-          </ul>
-        )}
-      </section>
-    </div>
+      )}
+      {keys === null ? (
+        <p className="muted">Loading…</p>
+      ) : keys.length === 0 ? (
+        <p className="muted">No keys yet.</p>
+      ) : (
+        <ul className="key-list" aria-label="Your API keys">
+          {keys.map((key) => (
+            <li key={key.id}>
+              <span className="key-name" dir="auto">
+                {key.name || 'unnamed'}
+              </span>
+              <code className="muted">{key.prefix}…</code>
+              <span className="muted">{new Date(key.created_at).toLocaleDateString()}</span>
+              {confirming === key.id ? (
+                <button type="button" className="danger small" aria-label={`Confirm revoke ${key.name || key.prefix}`} onClick={() => revoke(key.id)}>
+                  Revoke
+                </button>
+              ) : (
+                <button type="button" className="small" aria-label={`Revoke ${key.name || key.prefix}`} onClick={() => setConfirming(key.id)}>
+                  Revoke…
+                </button>
+              )}
+            </li>
+          ))}
+        </ul>
+      )}
+    </Modal>
   )
 }

@@ -1,4 +1,5 @@
-import { useEffect, useRef, useState } from 'react'
+import { useState } from 'react'
+import Modal from './Modal.jsx'
 
 // A conversation's own system prompt and temperature; empty means the served defaults.
 export default function SettingsPanel({ conversation, onSave, onClose }) {
@@ -6,11 +7,6 @@ export default function SettingsPanel({ conversation, onSave, onClose }) {
   const [temperature, setTemperature] = useState(conversation.temperature ?? '')
   const [error, setError] = useState('')
   const [saving, setSaving] = useState(false)
-  const dialog = useRef(null)
-
-  useEffect(() => {
-    dialog.current?.focus()
-  }, [])
 
   async function save(event) {
     event.preventDefault()
@@ -31,66 +27,47 @@ export default function SettingsPanel({ conversation, onSave, onClose }) {
   }
 
   return (
-    <div className="modal-backdrop" onClick={onClose}>
-      <section
-        ref={dialog}
-        className="modal"
-        role="dialog"
-        aria-modal="true"
-        aria-labelledby="settings-title"
-        tabIndex={-1}
-        onClick={(e) => e.stopPropagation()}
-        onKeyDown={(e) => e.key === 'Escape' && onClose()}
-      >
-        <header className="modal-head">
-          <h2 id="settings-title">Conversation settings</h2>
-          <button type="button" className="icon-button small" aria-label="Close settings" onClick={onClose}>
-            <svg viewBox="0 0 24 24" aria-hidden="true">
-              <path d="M6 6l12 12M18 6L6 18" />
-            </svg>
+    <Modal title="Conversation settings" closeLabel="Close settings" onClose={onClose}>
+      <p>
+        Download this conversation:{' '}
+        <a href={`/api/conversations/${encodeURIComponent(conversation.id)}/export?format=md`} download>
+          Markdown
+        </a>{' '}
+        ·{' '}
+        <a href={`/api/conversations/${encodeURIComponent(conversation.id)}/export?format=json`} download>
+          JSON
+        </a>
+      </p>
+      <form className="settings-form" onSubmit={save} noValidate>
+        <label>
+          System prompt
+          <textarea
+            dir="auto"
+            rows={5}
+            maxLength={4000}
+            placeholder="Empty: dziri's own"
+            value={prompt}
+            onChange={(e) => setPrompt(e.target.value)}
+          />
+        </label>
+        <label>
+          Temperature
+          <input type="number" min="0" max="2" step="0.1" placeholder="Empty: the default" value={temperature} onChange={(e) => setTemperature(e.target.value)} />
+        </label>
+        {error && (
+          <p className="error" role="alert">
+            {error}
+          </p>
+        )}
+        <div className="settings-actions">
+          <button type="button" className="small" onClick={() => { setPrompt(''); setTemperature('') }}>
+            Use the defaults
           </button>
-        </header>
-        <p>
-          Download this conversation:{' '}
-          <a href={`/api/conversations/${encodeURIComponent(conversation.id)}/export?format=md`} download>
-            Markdown
-          </a>{' '}
-          ·{' '}
-          <a href={`/api/conversations/${encodeURIComponent(conversation.id)}/export?format=json`} download>
-            JSON
-          </a>
-        </p>
-        <form className="settings-form" onSubmit={save} noValidate>
-          <label>
-            System prompt
-            <textarea
-              dir="auto"
-              rows={5}
-              maxLength={4000}
-              placeholder="Empty: dziri's own"
-              value={prompt}
-              onChange={(e) => setPrompt(e.target.value)}
-            />
-          </label>
-          <label>
-            Temperature
-            <input type="number" min="0" max="2" step="0.1" placeholder="Empty: the default" value={temperature} onChange={(e) => setTemperature(e.target.value)} />
-          </label>
-          {error && (
-            <p className="error" role="alert">
-              {error}
-            </p>
-          )}
-          <div className="settings-actions">
-            <button type="button" className="small" onClick={() => { setPrompt(''); setTemperature('') }}>
-              Use the defaults
-            </button>
-            <button type="submit" className="primary small" disabled={saving}>
-              Save
-            </button>
-          </div>
-        </form>
-      </section>
-    </div>
+          <button type="submit" className="primary small" disabled={saving}>
+            Save
+          </button>
+        </div>
+      </form>
+    </Modal>
   )
 }
