@@ -501,6 +501,10 @@ class StoreContract:
         assert found("horba") == []  # not the middle of a word
         assert found("اكله") == [texts[3]]  # أ/ا and ة/ه
         assert found("3li") == [texts[4]]  # Arabizi digits are letters here
+        long = store.add_message(alice.id, other.id, Role.USER, "c'est anticonstitutionnellement interdit")
+        assert [m.id for m in store.search_messages(alice.id, ["anticonstitutionnelleme"])] == [long.id]
+        assert store.search_messages(alice.id, ["anticonstitutionnellemX"]) == []
+        store.delete_message(alice.id, long.id)
         assert store.search_messages(alice.id, ["chorba"], limit=1) == [added[2]]
         assert store.search_messages(alice.id, ["chorba"], limit=1, offset=1) == [added[0]]
 

@@ -85,8 +85,10 @@ INDEXES: list[tuple[str, str, list[tuple[str, int]], dict[str, Any]]] = [
     (CONVERSATIONS, "by_user_updated", [("user_id", ASCENDING), ("updated_at", DESCENDING), ("_id", DESCENDING)], {}),
     (MESSAGES, "by_conversation_seq", [("conversation_id", ASCENDING), ("seq", ASCENDING)], {"unique": True}),
     (MESSAGES, "by_user", [("user_id", ASCENDING)], {}),  # deleting a user deletes their messages
-    # Search scans one user's messages newest first (a prefix of a word is no $text query).
-    (MESSAGES, "by_user_newest", [("user_id", ASCENDING), ("timestamp", DESCENDING), ("_id", DESCENDING)], {}),
+    # Search: each message's word prefixes (a $text index matches whole words only, and a
+    # search matches the start of a word), newest first for one user and one prefix.
+    (MESSAGES, "by_user_prefix_newest",
+     [("user_id", ASCENDING), ("prefixes", ASCENDING), ("timestamp", DESCENDING), ("_id", DESCENDING)], {}),
     # A backstop: the server deletes sessions an hour after they expire, should nobody run
     # store_purge_sessions (which then still finds and counts them). Loads filter on
     # expires_at themselves, since TTL deletion is lazy.
@@ -177,8 +179,15 @@ def _message(doc: dict) -> Message:
                    tokens_per_second=doc.get("tokens_per_second"))
 
 
-def _search_words(content: str) -> str:
-    return " " + folded_words(content)  # a leading space: every word starts after one
+PREFIX_MAX = 20  # longer terms are looked up by their first 20 characters, then checked whole
+
+
+def _search_fields(content: str) -> dict[str, Any]:
+    """What search reads of a message: its folded words (each after a space) and every
+    prefix of them up to PREFIX_MAX characters, for the index."""
+    words = folded_words(content)
+    prefixes = {word[:n] for word in words.split() for n in range(1, min(len(word), PREFIX_MAX) + 1)}
+    return {"search": f" {words}", "prefixes": sorted(prefixes)}
 
 
 def _api_key(doc: dict) -> ApiKey:
@@ -249,8 +258,8 @@ class MongoDBStore:
         for collection, name, keys, options in INDEXES:
             self._db[collection].create_index(keys, name=name, **options)
         # Messages stored before search existed get their folded words now (once).
-        for doc in self._db[MESSAGES].find({"search": {"$exists": False}}, {"content": 1}):
-            self._db[MESSAGES].update_one({"_id": doc["_id"]}, {"$set": {"search": _search_words(doc["content"])}})
+        for doc in self._db[MESSAGES].find({"prefixes": {"$exists": False}}, {"content": 1}):
+            self._db[MESSAGES].update_one({"_id": doc["_id"]}, {"$set": _search_fields(doc["content"])})
 
     def _scrub(self, text: str) -> str:
         for secret in self._secrets:
@@ -469,7 +478,7 @@ class MongoDBStore:
                                                      "updated_at": _millis(conversation.updated_at)})
             docs = [{"_id": ObjectId(), "conversation_id": oid, "user_id": owner, "seq": seq,
                      "role": m.role.value, "content": m.content, "status": m.status.value, "error": m.error,
-                     "timestamp": _millis(m.timestamp), "search": _search_words(m.content), "tokens": m.tokens,
+                     "timestamp": _millis(m.timestamp), **_search_fields(m.content), "tokens": m.tokens,
                      "tokens_per_second": m.tokens_per_second} for seq, m in enumerate(messages, start=1)]
             # MongoDB has no transaction here (a standalone server has none): a failure part-way
             # removes what was written, so an import is all or nothing all the same.
@@ -527,7 +536,7 @@ class MongoDBStore:
             self._db[MESSAGES].insert_one({
                 "_id": message_oid, "conversation_id": oid, "user_id": owner, "seq": conversation["last_seq"],
                 "role": role.value, "content": content, "status": status.value, "error": error,
-                "timestamp": conversation["updated_at"], "search": _search_words(content),
+                "timestamp": conversation["updated_at"], **_search_fields(content),
             })
             if self._db[CONVERSATIONS].find_one({"_id": oid}, {"_id": 1}) is None:  # deleted meanwhile
                 self._db[MESSAGES].delete_one({"_id": message_oid})
@@ -547,7 +556,7 @@ class MongoDBStore:
         with self._operation("save a message"):
             doc = self._db[MESSAGES].find_one_and_update(
                 {"_id": oid, "user_id": owner}, {"$set": {"content": content, "status": status.value, "error": error,
-                                                          "search": _search_words(content), "tokens": tokens,
+                                                          **_search_fields(content), "tokens": tokens,
                                                           "tokens_per_second": tokens_per_second}},
                 return_document=ReturnDocument.AFTER)
         if doc is None:
@@ -569,11 +578,12 @@ class MongoDBStore:
         owner = _oid(user_id)
         if owner is None:
             return []
-        # The folded words are kept with a space before each, so " term" is a word's start;
-        # terms are letters and digits, escaped all the same.
-        matches = [{"search": {"$regex": f" {re.escape(term)}"}} for term in terms]
+        query: dict[str, Any] = {"user_id": owner, "prefixes": {"$all": [term[:PREFIX_MAX] for term in terms]}}
+        longer = [term for term in terms if len(term) > PREFIX_MAX]
+        if longer:  # past the indexed prefix: " term" in the folded words is a word's start
+            query["$and"] = [{"search": {"$regex": f" {re.escape(term)}"}} for term in longer]
         with self._operation("search messages"):
-            docs = (self._db[MESSAGES].find({"user_id": owner, "$and": matches})
+            docs = (self._db[MESSAGES].find(query)
                     .sort([("timestamp", DESCENDING), ("_id", DESCENDING)]).skip(offset).limit(limit))
             return [_message(doc) for doc in docs]
 
