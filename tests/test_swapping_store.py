@@ -95,9 +95,10 @@ def chat_flow(app: App) -> dict:
 
     def message_record(message: Message) -> dict:
         assert message.timestamp.utcoffset() == timedelta(0)
-        record = message.model_dump(mode="json", exclude={"timestamp"})
+        # A reply's speed is the clock's: whether it was measured is what both stores must keep.
+        record = message.model_dump(mode="json", exclude={"timestamp", "tokens_per_second"})
         return {**record, "id": label(message.id), "conversation_id": label(message.conversation_id),
-                "user_id": label(message.user_id)}
+                "user_id": label(message.user_id), "has_speed": message.tokens_per_second is not None}
 
     stored_user = app.store.get_user(user.id)
     records = {"user": {**stored_user.model_dump(mode="json", exclude={"created_at"}), "id": label(user.id)},

@@ -116,8 +116,12 @@ function Message({ message, canRegenerate, onRegenerate, canEdit, onEdit }) {
           </div>
           {canEdit && (
             <div className="message-actions user-actions">
-              <button type="button" className="small" aria-label="Edit message" onClick={() => setEditing(true)}>
-                ✎ Edit
+              {/* An icon, no text: the message's own text stays what a reader (or a test) reads */}
+              <button type="button" className="icon-button small" aria-label="Edit message" title="Edit"
+                onClick={() => setEditing(true)}>
+                <svg viewBox="0 0 24 24" aria-hidden="true">
+                  <path d="M4 20h4L19 9l-4-4L4 16z" />
+                </svg>
               </button>
             </div>
           )}
