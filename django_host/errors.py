@@ -57,8 +57,13 @@ def error_body(code: str, message: str) -> dict:
 
 
 def error_response(status: int, code: str, message: str, retry_after_s: float | None = None) -> JsonResponse:
-    response = JsonResponse(error_body(code, message), status=status)
-    if retry_after_s is None and status == 503:
+    return with_retry_after(JsonResponse(error_body(code, message), status=status), retry_after_s)
+
+
+def with_retry_after(response, retry_after_s: float | None):
+    """Retry-After on a response that asks the client to come back: the error's own delay,
+    else DEFAULT_RETRY_AFTER_S for a 503 (the OpenAI API's answers use this too)."""
+    if retry_after_s is None and response.status_code == 503:
         retry_after_s = DEFAULT_RETRY_AFTER_S
     if retry_after_s is not None:
         response["Retry-After"] = str(max(1, math.ceil(retry_after_s)))

@@ -26,6 +26,7 @@ from dziri.core.completion import Completion
 from dziri.core.errors import DziriError, MessageTooLongError
 from dziri.core.models import ChatMessage, Role, User
 
+from ..errors import with_retry_after
 from ..host import Host, current_host
 from .streaming import KEEPALIVE_S, Emit, start_worker
 
@@ -46,9 +47,7 @@ class OpenAIError(Exception):
         return {"error": {"message": str(self), "type": self.kind, "param": self.param, "code": self.code}}
 
     def response(self) -> JsonResponse:
-        response = JsonResponse(self.body(), status=self.status)
-        if self.retry_after_s is not None:
-            response["Retry-After"] = str(max(1, round(self.retry_after_s)))
+        response = with_retry_after(JsonResponse(self.body(), status=self.status), self.retry_after_s)
         if self.status == 401:
             response["WWW-Authenticate"] = 'Bearer realm="dziri"'
         return response
@@ -62,8 +61,7 @@ def from_dziri(exc: DziriError) -> OpenAIError:
     if status == 401:
         return OpenAIError(401, str(exc), code="invalid_api_key")
     kind = "server_error" if status >= 500 else "invalid_request_error"
-    return OpenAIError(status, str(exc), kind, code=exc.code, retry_after_s=getattr(exc, "retry_after_s", None)
-                       or (5 if status == 503 else None))
+    return OpenAIError(status, str(exc), kind, code=exc.code, retry_after_s=getattr(exc, "retry_after_s", None))
 
 
 def openai_view(method: str, handler: Callable) -> Callable:
