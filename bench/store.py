@@ -51,12 +51,16 @@ def seed(store: Store, messages: int) -> tuple[str, str]:
                      for n, owner in enumerate(owners)]
     hot = conversations[0]
     hot_count = messages // 10
+    rare_placed = False
     for n in tqdm(range(messages), desc=f"seeding {messages:,} messages", unit="msg", leave=False):
         owner, conversation_id = hot if n < hot_count else conversations[1 + n % (len(conversations) - 1)]
         role = Role.USER if n % 2 == 0 else Role.ASSISTANT
         # One of 10 everyday words in each message (a search for one matches 10% of them: a
-        # full page of hits at every size), and one word found in a single message.
-        rare = " tafsila" if n == messages // 3 else ""
+        # full page of hits at every size), and one word found in a single message, the
+        # measured user's, at every size: one hit to load and mark, as a real rare search finds.
+        rare = ""
+        if not rare_placed and n >= messages // 3 and owner == me.id:
+            rare, rare_placed = " tafsila", True
         store.add_message(owner, conversation_id, role,
                           f"message {n}: {WORDS[n % len(WORDS)]} wach rak, labas?{rare} {'x' * (n % 200)}")
     return hot
@@ -95,6 +99,11 @@ def open_seeded(kind: str, data_dir: str, messages: int) -> tuple[Store, str, st
     started = time.perf_counter()
     user_id, conversation_id = seed(store, messages)
     print(f"seeded {messages:,} messages in {time.perf_counter() - started:.1f} s")
+    # The two searches must do the same work at both sizes: a full page, and the one message.
+    for word, expected in (("chorba", 20), ("tafsila", 1)):
+        found = len(search.hits(store, user_id, word, 20, 0))
+        if found != expected:
+            raise SystemExit(f"the seeded store has {found} hits for {word!r}, not {expected}")
     return store, user_id, conversation_id
 
 
