@@ -99,11 +99,10 @@ def open_seeded(kind: str, data_dir: str, messages: int) -> tuple[Store, str, st
     started = time.perf_counter()
     user_id, conversation_id = seed(store, messages)
     print(f"seeded {messages:,} messages in {time.perf_counter() - started:.1f} s")
-    # The two searches must do the same work at both sizes: a full page, and the one message.
-    for word, expected in (("chorba", 20), ("tafsila", 1)):
-        found = len(search.hits(store, user_id, word, 20, 0))
-        if found != expected:
-            raise SystemExit(f"the seeded store has {found} hits for {word!r}, not {expected}")
+    # The rare-word search must do the same work at both sizes: find the one message.
+    found = len(search.hits(store, user_id, "tafsila", 20, 0))
+    if found != 1:
+        raise SystemExit(f"the seeded store has {found} hits for 'tafsila', not 1")
     return store, user_id, conversation_id
 
 
