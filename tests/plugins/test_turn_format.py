@@ -53,7 +53,7 @@ def trained_tokenizer(request, tmp_path_factory):
     from dziri.training.base_model import ensure_chat_template
 
     name = f"dziri-gemma-tokenizer-{gemma.EXPECTED_SHA256[:12]}"
-    cache = request.config.cache
+    cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
     directory = cache.mkdir(name) if cache is not None else tmp_path_factory.mktemp(name)
     if not (directory / "tokenizer_config.json").is_file():
         gguf_path = bundled_gguf(GEMMA)
