@@ -38,6 +38,7 @@ from dziri.plugins.stores.sqlite import SQLiteStore
 MONGO_URI = os.environ.get("DZIRI_BENCH_MONGO_URI", "mongomock://")
 SEARCH_P95_TARGET_US = 50_000
 WORDS = "chorba couscous tram taxi CNI bac khedma match Ramadan sbitar".split()
+RARE_WORD = "tafsila"  # in exactly one of the measured user's messages
 
 
 def seed(store: Store, messages: int) -> tuple[str, str]:
@@ -60,7 +61,7 @@ def seed(store: Store, messages: int) -> tuple[str, str]:
         # measured user's, at every size: one hit to load and mark, as a real rare search finds.
         rare = ""
         if not rare_placed and n >= messages // 3 and owner == me.id:
-            rare, rare_placed = " tafsila", True
+            rare, rare_placed = f" {RARE_WORD}", True
         store.add_message(owner, conversation_id, role,
                           f"message {n}: {WORDS[n % len(WORDS)]} wach rak, labas?{rare} {'x' * (n % 200)}")
     return hot
@@ -100,9 +101,9 @@ def open_seeded(kind: str, data_dir: str, messages: int) -> tuple[Store, str, st
     user_id, conversation_id = seed(store, messages)
     print(f"seeded {messages:,} messages in {time.perf_counter() - started:.1f} s")
     # The rare-word search must do the same work at both sizes: find the one message.
-    found = len(search.hits(store, user_id, "tafsila", 20, 0))
+    found = len(search.hits(store, user_id, RARE_WORD, 20, 0))
     if found != 1:
-        raise SystemExit(f"the seeded store has {found} hits for 'tafsila', not 1")
+        raise SystemExit(f"the seeded store has {found} hits for {RARE_WORD!r}, not 1")
     return store, user_id, conversation_id
 
 
@@ -113,7 +114,7 @@ def operations(store: Store, user_id: str, conversation_id: str) -> dict[str, Ca
         "list 50 conversations": lambda: store.list_conversations(user_id, limit=50),
         # The site's search, with its snippets: a word in 10% of the messages, one in a single one.
         "search a common word": lambda: search.hits(store, user_id, "Chorba", 20, 0),
-        "search a rare word": lambda: search.hits(store, user_id, "tafsila", 20, 0),
+        "search a rare word": lambda: search.hits(store, user_id, RARE_WORD, 20, 0),
     }
 
 
